@@ -1,0 +1,61 @@
+/*
+ * checkpoint.h - the state of a run in one HDF5 file, written and read by
+ * all ranks together through parallel HDF5 (MPI-IO).
+ *
+ * The module knows tensors and attributes, not models: the caller lists
+ * every tensor of the run in the same order on every rank, each with the
+ * rank that owns it. Tensor names are HDF5 paths whose groups are created
+ * on demand, e.g. "model/features.0.weight" or
+ * "optim/features.0.weight/momentum_buffer"; names never depend on the
+ * rank layout, so a file written by S ranks reads back on any other number.
+ *
+ * Attributes on the root group: int64 scalars and strings (step, epoch,
+ * seed, format_version, net, config, ...).
+ */
+#ifndef MTRAIN_CHECKPOINT_H
+#define MTRAIN_CHECKPOINT_H
+
+#include <mpi.h>
+
+#include "mtrain/core.h"
+
+#define MT_CKPT_FORMAT_VERSION 1
+
+typedef struct {
+    char name[96];  /* HDF5 path of the dataset */
+    int ndim;
+    int dims[4];
+    size_t n;       /* element count = product of dims */
+    int owner;      /* the rank that writes it and fills it on read */
+    float *data;    /* n floats on the owner (borrowed), NULL elsewhere */
+} mt_ckpt_tensor;
+
+typedef struct {
+    char name[32];
+    int is_string;
+    int64_t value;
+    char text[4096];
+} mt_ckpt_attr;
+
+typedef struct {
+    int n_tensors;
+    mt_ckpt_tensor *tensors;
+    int n_attrs;
+    mt_ckpt_attr *attrs;
+} mt_ckpt_state;
+
+/* Collective over comm. Writes `path` (replacing it atomically: the data go
+ * to path.tmp, which is renamed over path once closed). Every rank passes
+ * the same list; each writes the tensors it owns. */
+mt_status mt_checkpoint_write(MPI_Comm comm, const char *path, const mt_ckpt_state *st);
+
+/* Collective over comm. Reads every tensor into the owner's buffer (shapes
+ * must match exactly, else MT_ERR_FORMAT naming the file and the tensor) and
+ * fills the value of every attribute named in st->attrs (missing ones fail).
+ * Never modifies the file. */
+mt_status mt_checkpoint_read(MPI_Comm comm, const char *path, mt_ckpt_state *st);
+
+/* Lookup helpers on an attribute list. */
+mt_ckpt_attr *mt_ckpt_attr_find(mt_ckpt_state *st, const char *name);
+
+#endif
