@@ -1,10 +1,45 @@
-/* main.c - placeholder until the command line lands. */
+/*
+ * main.c - the mtrain executable: start MPI, read the options, hand over to
+ * the run driver, report the exit code. Owns no maths.
+ */
+#include <mpi.h>
+#include <omp.h>
 #include <stdio.h>
 
-#include "mtrain/core.h"
+#include "cli/options.h"
+#include "cli/run.h"
 
-int main(void)
+int main(int argc, char **argv)
 {
-    printf("mtrain %s\n", MT_VERSION);
-    return 0;
+    mt_options o;
+    char err[512] = "";
+    int rank, provided, code;
+
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    mt_log_init(rank, MT_LOG_INFO);
+
+    /* Every rank parses the same argv, so every rank reaches the same verdict. */
+    if (mt_options_parse(argc, argv, &o, err, sizeof err) != MT_OK) {
+        if (rank == 0)
+            fprintf(stderr, "mtrain: %s\n", err);
+        MPI_Finalize();
+        return MT_EXIT_USAGE;
+    }
+    if (o.help || o.version) {
+        if (rank == 0 && o.help)
+            mt_options_usage(stdout);
+        else if (rank == 0)
+            printf("mtrain %s\n", MT_VERSION);
+        MPI_Finalize();
+        return MT_EXIT_OK;
+    }
+    if (o.threads == 0)
+        o.threads = mt_default_threads(MPI_COMM_WORLD);
+    omp_set_num_threads(o.threads);
+
+    code = mt_run(MPI_COMM_WORLD, &o);
+    MPI_Finalize();
+    return code;
 }

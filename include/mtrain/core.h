@@ -111,6 +111,25 @@ void mt_free(void *p);
 /* Allocate `n_bytes` into *out or fail with a message naming `what`. */
 mt_status mt_alloc_checked(void **out, size_t n_bytes, const char *what);
 
+/* A bump allocator over blocks that are kept between uses: the hot path
+ * takes its scratch from here and gives it back with mt_arena_reset, so after
+ * the first step no memory is allocated. Not thread safe. */
+typedef struct mt_arena_block mt_arena_block;
+typedef struct {
+    mt_arena_block *head;
+    size_t used_bytes;   /* in the current block */
+    size_t high_bytes;   /* largest total ever taken, for the memory report */
+    size_t total_bytes;  /* taken since the last reset */
+} mt_arena;
+
+/* n_bytes of 64-byte aligned scratch (contents undefined) valid until reset. */
+mt_status mt_arena_take(mt_arena *arena, size_t n_bytes, void **out);
+/* A mark and a rewind to it, for nested scratch. */
+size_t mt_arena_mark(const mt_arena *arena);
+void mt_arena_rewind(mt_arena *arena, size_t mark);
+void mt_arena_reset(mt_arena *arena);
+void mt_arena_release(mt_arena *arena);
+
 /* ---- time -------------------------------------------------------------- */
 
 double mt_time_now(void); /* seconds, monotonic */

@@ -16,6 +16,10 @@
  * y = 0, step 1 for M and 1/2 for A problems, halved when a step would raise
  * the objective), cg:K (Gauss-Newton conjugate gradient with jvp/vjp, exact
  * for affine ops), closed (the op's exact solver where it has one).
+ *
+ * Scratch memory comes from the caller's arena `ws` (rewound before return).
+ * Per-sample problems are solved with per-sample step sizes, so the result
+ * for a sample does not depend on the other samples of its micro-batch.
  */
 #ifndef MTRAIN_ORACLE_H
 #define MTRAIN_ORACLE_H
@@ -34,6 +38,8 @@ typedef struct {
     mt_inner_kind kind;
     int iters;        /* K for gd:K and cg:K */
     double tol;       /* relative residual at which cg stops early */
+    int residual;     /* also compute the final residual of gd:K (one more
+                         product; cg's comes for free) */
 } mt_inner;
 
 typedef struct {
@@ -52,24 +58,24 @@ void mt_inner_format(const mt_inner *inner, char *buf, size_t cap);
 /* lambda_T for the micro-batch x_T[n][out] of a mini-batch of n_total. */
 mt_status mt_oracle_output(const mt_oracle_config *cfg, mt_loss *loss, int n, int n_total,
                            const float *xT, const void *targets, float *lambda,
-                           mt_solve_report *rep);
+                           mt_solve_report *rep, mt_arena *ws);
 
 /* lambda_{t-1}[n][in] from lambda_t[n][out]; x = x_{t-1}, fx = phi_t(w, x). */
 mt_status mt_oracle_input(const mt_oracle_config *cfg, mt_op *op, const float *w, int n,
                           const float *x, const float *fx, const float *lambda,
-                          float *lambda_in, mt_solve_report *rep);
+                          float *lambda_in, mt_solve_report *rep, mt_arena *ws);
 
 /* g_t[n_params] from the whole mini-batch (n samples). */
 mt_status mt_oracle_weights(const mt_oracle_config *cfg, mt_op *op, const float *w, int n,
                             const float *x, const float *fx, const float *lambda, float *g,
-                            mt_solve_report *rep);
+                            mt_solve_report *rep, mt_arena *ws);
 
 /* Generic subproblem solvers over an op's input (per sample) or weights. */
 mt_status mt_solve_input(const mt_inner *inner, const mt_subproblem *sp, mt_op *op,
                          const float *w, int n, const float *x, const float *fx,
-                         const float *lambda, float *y, mt_solve_report *rep);
+                         const float *lambda, float *y, mt_solve_report *rep, mt_arena *ws);
 mt_status mt_solve_weights(const mt_inner *inner, const mt_subproblem *sp, mt_op *op,
                            const float *w, int n, const float *x, const float *fx,
-                           const float *lambda, float *y, mt_solve_report *rep);
+                           const float *lambda, float *y, mt_solve_report *rep, mt_arena *ws);
 
 #endif

@@ -1,0 +1,271 @@
+/*
+ * options.c - parse and check mtrain's options. Every option is one row of
+ * the table below: its name, how to parse it, its range and its help line.
+ * All defaults are set in set_defaults.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/options.h"
+
+typedef enum { OPT_FLAG, OPT_LONG, OPT_DOUBLE, OPT_STRING, OPT_CHOICE } opt_type;
+
+typedef struct {
+    const char *name;
+    opt_type type;
+    size_t offset;      /* field in mt_options */
+    double lo, hi;      /* range for numbers (inclusive; lo excluded if lo_open) */
+    int lo_open;
+    const char *choices; /* "a|b|c" for OPT_CHOICE */
+    const char *help;
+} opt_row;
+
+#define F(field) offsetof(mt_options, field)
+#define P(field) offsetof(mt_options, pipe.field)
+
+static const opt_row rows[] = {
+    {"net", OPT_CHOICE, F(net), 0, 0, 0, "mlp|convnet|allcnn", "network to train"},
+    {"dataset", OPT_CHOICE, F(dataset_name), 0, 0, 0, "cifar10|mnist", "data set (default: detected)"},
+    {"data", OPT_STRING, F(data), 0, 0, 0, NULL, "directory holding the data set"},
+    {"oracle", OPT_CHOICE, F(oracle_name), 0, 0, 0, "gd|penalized", "backward rule (ALGORITHMS.md 4)"},
+    {"inner", OPT_STRING, F(inner_text), 0, 0, 0, NULL, "subproblem solver: gd:K, cg:K or closed"},
+    {"kappa", OPT_DOUBLE, P(oracle.kappa), 0, 1e6, 1, NULL, "penalty weight kappa > 0"},
+    {"sigma", OPT_DOUBLE, P(oracle.sigma), 0, 1e6, 1, NULL, "adjoint scale sigma > 0"},
+    {"gamma", OPT_DOUBLE, P(oracle.gamma), 0, 1e6, 1, NULL, "weight step gamma > 0"},
+    {"weight-decay", OPT_DOUBLE, P(oracle.wd), 0, 1, 0, NULL, "weight decay wd >= 0"},
+    {"optim", OPT_CHOICE, F(optim_name), 0, 0, 0, "plain|sgd|adam", "optimiser"},
+    {"lr", OPT_DOUBLE, P(optim.lr), 0, 1e6, 1, NULL, "learning rate > 0 (sgd, adam)"},
+    {"momentum", OPT_DOUBLE, P(optim.momentum), 0, 0.999999, 0, NULL, "sgd momentum in [0,1)"},
+    {"nesterov", OPT_FLAG, P(optim.nesterov), 0, 0, 0, NULL, "Nesterov momentum (sgd)"},
+    {"batch", OPT_LONG, P(batch), 1, 65536, 0, NULL, "mini-batch size"},
+    {"micro-batches", OPT_LONG, P(micro_batches), 1, 2048, 0, NULL,
+     "micro-batches per mini-batch (default: ranks, at most batch/32)"},
+    {"epochs", OPT_LONG, F(epochs), 1, 1e6, 0, NULL, "epochs to train"},
+    {"steps", OPT_LONG, F(steps), 1, 1e9, 0, NULL, "total steps (overrides --epochs)"},
+    {"threads", OPT_LONG, F(threads), 1, 1024, 0, NULL,
+     "OpenMP threads per rank (default: cores / ranks on the node)"},
+    {"seed", OPT_LONG, F(seed), 0, 9.2e18, 0, NULL, "random seed"},
+    {"eval-every", OPT_LONG, F(eval_every), 0, 1e9, 0, NULL,
+     "test evaluation period in steps (0: every epoch)"},
+    {"checkpoint-dir", OPT_STRING, F(checkpoint_dir), 0, 0, 0, NULL, "checkpoint directory"},
+    {"checkpoint-every", OPT_LONG, F(checkpoint_every), 0, 1e9, 0, NULL,
+     "checkpoint period in steps (0: at the end only)"},
+    {"resume", OPT_STRING, F(resume), 0, 0, 0, NULL, "checkpoint file to continue from"},
+    {"log-every", OPT_LONG, F(log_every), 1, 1e9, 0, NULL, "progress line period in steps"},
+    {"run-dir", OPT_STRING, F(run_dir), 0, 0, 0, NULL, "directory for metrics.csv"},
+    {"help", OPT_FLAG, F(help), 0, 0, 0, NULL, "print this help and exit"},
+    {"version", OPT_FLAG, F(version), 0, 0, 0, NULL, "print the version and exit"},
+};
+#define N_ROWS ((int)(sizeof rows / sizeof rows[0]))
+
+static void set_defaults(mt_options *o)
+{
+    memset(o, 0, sizeof *o);
+    snprintf(o->net, sizeof o->net, "allcnn");
+    snprintf(o->oracle_name, sizeof o->oracle_name, "penalized");
+    snprintf(o->optim_name, sizeof o->optim_name, "sgd");
+    snprintf(o->inner_text, sizeof o->inner_text, "cg:3");
+    snprintf(o->dataset_name, sizeof o->dataset_name, "auto");
+    snprintf(o->checkpoint_dir, sizeof o->checkpoint_dir, "checkpoints");
+    o->pipe.batch = 128;
+    o->pipe.micro_batches = 1;
+    o->pipe.oracle.kappa = 1.0;
+    o->pipe.oracle.sigma = 1.0;
+    o->pipe.oracle.gamma = 1.0;
+    o->pipe.oracle.wd = 1e-6;
+    o->pipe.optim.lr = 0.05;
+    o->pipe.optim.momentum = 0.9;
+    o->pipe.optim.beta1 = 0.9;
+    o->pipe.optim.beta2 = 0.999;
+    o->pipe.optim.eps = 1e-8;
+    o->epochs = 1;
+    o->seed = 1;
+    o->log_every = 10;
+}
+
+static void *field(mt_options *o, const opt_row *r) { return (char *)o + r->offset; }
+
+/* Capacity of a string field: the gap to the next field is not reliable, so
+ * name the small ones; the paths are all 1024 bytes. */
+static size_t field_cap(const opt_row *r)
+{
+    if (r->offset == F(net) || r->offset == F(oracle_name) || r->offset == F(optim_name) ||
+        r->offset == F(dataset_name))
+        return 16;
+    return r->offset == F(inner_text) ? 32 : 1024;
+}
+
+static int in_choices(const char *value, const char *choices)
+{
+    size_t len = strlen(value);
+    for (const char *c = choices; *c;) {
+        const char *bar = strchr(c, '|');
+        size_t n = bar ? (size_t)(bar - c) : strlen(c);
+        if (n == len && strncmp(c, value, n) == 0)
+            return 1;
+        c += n + (bar ? 1 : 0);
+    }
+    return 0;
+}
+
+static mt_status parse_number(const opt_row *r, const char *arg, double *value, char *err,
+                              size_t cap)
+{
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(arg, &end);
+    int bad = end == arg || *end != '\0' || errno == ERANGE || !isfinite(v);
+
+    if (!bad && r->type == OPT_LONG && v != floor(v))
+        bad = 1;
+    if (bad || v > r->hi || v < r->lo || (r->lo_open && v <= r->lo)) {
+        snprintf(err, cap, "--%s '%s': expected %s %s %g and <= %g", r->name, arg,
+                 r->type == OPT_LONG ? "an integer" : "a number", r->lo_open ? ">" : ">=",
+                 r->lo, r->hi);
+        return MT_ERR_ARG;
+    }
+    *value = v;
+    return MT_OK;
+}
+
+static mt_status apply(mt_options *o, const opt_row *r, const char *arg, char *err, size_t cap)
+{
+    void *dst = field(o, r);
+    double v = 0.0;
+
+    switch (r->type) {
+    case OPT_FLAG:
+        *(int *)dst = 1;
+        return MT_OK;
+    case OPT_LONG:
+    case OPT_DOUBLE:
+        if (parse_number(r, arg, &v, err, cap) != MT_OK)
+            return MT_ERR_ARG;
+        if (r->type == OPT_DOUBLE)
+            *(double *)dst = v;
+        else if (r->offset == F(seed))
+            *(uint64_t *)dst = (uint64_t)v;
+        else if (r->offset == P(batch) || r->offset == P(micro_batches) ||
+                 r->offset == F(threads))
+            *(int *)dst = (int)v;
+        else
+            *(long *)dst = (long)v;
+        return MT_OK;
+    case OPT_CHOICE:
+        if (!in_choices(arg, r->choices)) {
+            snprintf(err, cap, "--%s '%s': expected one of %s", r->name, arg, r->choices);
+            return MT_ERR_ARG;
+        }
+        /* fall through */
+    case OPT_STRING:
+        if (strlen(arg) + 1 > field_cap(r) || arg[0] == '\0') {
+            snprintf(err, cap, "--%s: expected a non-empty value shorter than %zu characters",
+                     r->name, field_cap(r));
+            return MT_ERR_ARG;
+        }
+        memcpy(dst, arg, strlen(arg) + 1);
+        return MT_OK;
+    }
+    return MT_ERR_STATE;
+}
+
+/* Map the choice strings onto enums and check combinations. */
+static mt_status finish(mt_options *o, char *err, size_t cap)
+{
+    mt_oracle_config *oc = &o->pipe.oracle;
+
+    oc->kind = strcmp(o->oracle_name, "gd") == 0 ? MT_ORACLE_GD : MT_ORACLE_PENALIZED;
+    o->pipe.optim.kind = strcmp(o->optim_name, "plain") == 0 ? MT_OPTIM_PLAIN
+                         : strcmp(o->optim_name, "adam") == 0 ? MT_OPTIM_ADAM
+                                                          : MT_OPTIM_SGD;
+    o->dataset = strcmp(o->dataset_name, "cifar10") == 0 ? MT_DATASET_CIFAR10
+                 : strcmp(o->dataset_name, "mnist") == 0 ? MT_DATASET_MNIST
+                                                      : MT_DATASET_AUTO;
+    if (mt_inner_parse(o->inner_text, &oc->inner) != MT_OK) {
+        snprintf(err, cap, "%s", mt_error_message());
+        mt_error_clear();
+        return MT_ERR_ARG;
+    }
+    return MT_OK;
+}
+
+mt_status mt_options_parse(int argc, char **argv, mt_options *o, char *err, size_t err_cap)
+{
+    struct option longs[N_ROWS + 1];
+    int idx = 0, c;
+
+    set_defaults(o);
+    for (int i = 0; i < N_ROWS; i++) {
+        longs[i].name = rows[i].name;
+        longs[i].has_arg = rows[i].type == OPT_FLAG ? no_argument : required_argument;
+        longs[i].flag = NULL;
+        longs[i].val = 1000 + i;
+    }
+    memset(&longs[N_ROWS], 0, sizeof longs[N_ROWS]);
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "", longs, &idx)) != -1) {
+        if (c < 1000) {
+            const char *bad = argv[optind - 1];
+            if (c == ':' || (c == '?' && optopt))
+                snprintf(err, err_cap, "option '%s' needs a value", bad);
+            else
+                snprintf(err, err_cap, "unknown option '%s' (see --help)", bad);
+            return MT_ERR_ARG;
+        }
+        const opt_row *r = &rows[c - 1000];
+        if (strcmp(r->name, "micro-batches") == 0)
+            o->micro_set = 1;
+        if (apply(o, r, optarg, err, err_cap) != MT_OK)
+            return MT_ERR_ARG;
+    }
+    if (optind < argc) {
+        snprintf(err, err_cap, "unexpected argument '%s' (options start with --)", argv[optind]);
+        return MT_ERR_ARG;
+    }
+    return finish(o, err, err_cap);
+}
+
+void mt_options_usage(FILE *out)
+{
+    mt_options d;
+    char desc[4096];
+
+    set_defaults(&d);
+    fprintf(out, "usage: mpirun -n S mtrain [options]\n\n"
+                 "Trains a network through Moreau-envelope oracles, one pipeline stage per "
+                 "MPI rank.\n\noptions:\n");
+    for (int i = 0; i < N_ROWS; i++) {
+        const opt_row *r = &rows[i];
+        char arg[64] = "";
+        if (r->type == OPT_CHOICE)
+            snprintf(arg, sizeof arg, " %s", r->choices);
+        else if (r->type != OPT_FLAG)
+            snprintf(arg, sizeof arg, " %s", r->type == OPT_STRING ? "TEXT" : "N");
+        fprintf(out, "  --%s%s\n      %s\n", r->name, arg, r->help);
+    }
+    mt_options_describe(&d, desc, sizeof desc);
+    fprintf(out, "\ndefaults: %s\n\nexit codes: 0 done, 1 run failed, 2 bad usage or input\n",
+            desc);
+}
+
+void mt_options_describe(const mt_options *o, char *buf, size_t cap)
+{
+    const mt_pipeline_config *p = &o->pipe;
+    char inner[32];
+
+    mt_inner_format(&p->oracle.inner, inner, sizeof inner);
+    snprintf(buf, cap,
+             "net=%s dataset=%s oracle=%s inner=%s kappa=%g sigma=%g gamma=%g "
+             "weight_decay=%g optim=%s lr=%g momentum=%g nesterov=%d batch=%d "
+             "micro_batches=%d epochs=%ld steps=%ld seed=%llu",
+             o->net, mt_dataset_name(o->dataset), mt_oracle_name(p->oracle.kind), inner,
+             p->oracle.kappa, p->oracle.sigma, p->oracle.gamma, p->oracle.wd,
+             mt_optim_name(p->optim.kind), p->optim.lr, p->optim.momentum, p->optim.nesterov,
+             p->batch, p->micro_batches, o->epochs, o->steps, (unsigned long long)o->seed);
+}

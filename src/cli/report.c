@@ -1,0 +1,96 @@
+/* report.c - model table, metrics file and directories of a run. */
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli/report.h"
+
+void mt_report_model(const mt_model *model, const int *stage_first, int n_stages)
+{
+    double flops = 0.0;
+    int stage = 0;
+
+    mt_log(MT_LOG_INFO, "model %s: %d ops, %zu parameters, %d stages", model->net,
+           model->n_ops, mt_model_n_params(model), n_stages);
+    mt_log(MT_LOG_INFO, "  %-14s %-8s %5s %-14s %12s %10s", "op", "kind", "rank", "output",
+           "params", "MFLOP");
+    for (int t = 0; t < model->n_ops; t++) {
+        const mt_op *op = model->ops[t];
+        char shape[48];
+        while (stage + 1 < n_stages && stage_first[stage + 1] <= t)
+            stage++;
+        snprintf(shape, sizeof shape, "%dx%dx%d", op->out.c, op->out.h, op->out.w);
+        mt_log(MT_LOG_INFO, "  %-14s %-8s %5d %-14s %12zu %10.2f", op->name, op->vt->kind,
+               stage, shape, op->n_params, op->flops * 1e-6);
+        flops += op->flops;
+    }
+    mt_log(MT_LOG_INFO, "  forward: %.1f MFLOP per sample", flops * 1e-6);
+}
+
+mt_status mt_mkdir_p(const char *path)
+{
+    char buf[1024];
+    size_t len = strlen(path);
+
+    if (len == 0 || len >= sizeof buf)
+        return MT_FAIL(MT_ERR_ARG, "directory name '%s' is empty or too long", path);
+    memcpy(buf, path, len + 1);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+            return MT_FAIL(MT_ERR_IO, "cannot create directory %s: %s", buf, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+        return MT_FAIL(MT_ERR_IO, "cannot create directory %s: %s", buf, strerror(errno));
+    return MT_OK;
+}
+
+mt_status mt_metrics_open(mt_metrics *m, const char *dir, int append)
+{
+    char path[1100];
+    struct stat sb;
+    int exists;
+
+    MT_CHECK(mt_mkdir_p(dir));
+    snprintf(path, sizeof path, "%s/metrics.csv", dir);
+    exists = stat(path, &sb) == 0 && sb.st_size > 0;
+    m->csv = fopen(path, append ? "a" : "w");
+    if (!m->csv)
+        return MT_FAIL(MT_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+    if (!append || !exists)
+        fprintf(m->csv, "kind,step,epoch,loss,accuracy,lambda_norm,images_per_s,elapsed_s,"
+                        "t_compute,t_wait,t_weights\n");
+    fflush(m->csv);
+    return MT_OK;
+}
+
+void mt_metrics_step(mt_metrics *m, long step, long epoch, const mt_step_stats *s,
+                     double images_per_s, double elapsed)
+{
+    if (!m->csv)
+        return;
+    fprintf(m->csv, "train,%ld,%ld,%.9g,%.6f,%.9g,%.2f,%.3f,%.4f,%.4f,%.4f\n", step, epoch,
+            s->loss, s->accuracy, s->lambda_norm, images_per_s, elapsed, s->t_compute,
+            s->t_wait, s->t_weights);
+    fflush(m->csv);
+}
+
+void mt_metrics_eval(mt_metrics *m, long step, long epoch, const mt_step_stats *s,
+                     double elapsed)
+{
+    if (!m->csv)
+        return;
+    fprintf(m->csv, "test,%ld,%ld,%.9g,%.6f,,,%.3f,,,\n", step, epoch, s->loss, s->accuracy,
+            elapsed);
+    fflush(m->csv);
+}
+
+void mt_metrics_close(mt_metrics *m)
+{
+    if (m->csv)
+        fclose(m->csv);
+    m->csv = NULL;
+}

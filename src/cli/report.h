@@ -1,0 +1,32 @@
+/*
+ * report.h - what a run tells its user: the configuration and model tables
+ * at start, progress lines, and the metrics file (CSV) in the run directory.
+ * Rank 0 only.
+ */
+#ifndef MTRAIN_CLI_REPORT_H
+#define MTRAIN_CLI_REPORT_H
+
+#include <stdio.h>
+
+#include "mtrain/model.h"
+#include "mtrain/pipeline.h"
+
+/* The model table: op, stage (rank), output shape, parameters, MFLOPs. */
+void mt_report_model(const mt_model *model, const int *stage_first, int n_stages);
+
+typedef struct {
+    FILE *csv;
+} mt_metrics;
+
+/* Create <dir>/metrics.csv (appending when resuming and it exists). */
+mt_status mt_metrics_open(mt_metrics *m, const char *dir, int append);
+void mt_metrics_step(mt_metrics *m, long step, long epoch, const mt_step_stats *s,
+                     double images_per_s, double elapsed);
+void mt_metrics_eval(mt_metrics *m, long step, long epoch, const mt_step_stats *s,
+                     double elapsed);
+void mt_metrics_close(mt_metrics *m);
+
+/* Create a directory and its parents (like mkdir -p). */
+mt_status mt_mkdir_p(const char *path);
+
+#endif

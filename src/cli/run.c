@@ -1,0 +1,311 @@
+/*
+ * run.c - the training driver: set up (data, model, pipeline, resume), loop
+ * over steps (batches, progress, metrics, evaluation, checkpoints), finish.
+ */
+#define _GNU_SOURCE
+#include <math.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/report.h"
+#include "cli/run.h"
+#include "cli/snapshot.h"
+
+typedef struct {
+    MPI_Comm comm;
+    int rank, size;
+    mt_options *o;
+    mt_model *model;
+    mt_pipeline *pipe;
+    mt_dataset *train, *test;
+    long n_train, n_test;     /* known on every rank */
+    mt_norm norm;
+    uint32_t *order;          /* this epoch's permutation (ranks with data) */
+    uint32_t *identity;       /* test order */
+    long order_epoch;
+    long steps_per_epoch, total_steps, step;
+    mt_metrics metrics;
+    double t_start;
+} run_ctx;
+
+int mt_default_threads(MPI_Comm comm)
+{
+    MPI_Comm node;
+    cpu_set_t set;
+    int local = 1, mine, online = (int)sysconf(_SC_NPROCESSORS_ONLN);
+
+    MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+    MPI_Comm_size(node, &local);
+    MPI_Comm_free(&node);
+    mine = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : online;
+    /* A rank already bound to fewer cores than the node has owns those cores. */
+    if (mine < online)
+        return mine > 0 ? mine : 1;
+    return mine / local > 0 ? mine / local : 1;
+}
+
+/* Every rank learns whether any failed; the lowest failing rank prints its
+ * message once. Returns the exit code (0 when all succeeded). */
+static int agree(run_ctx *c, mt_status st)
+{
+    int mine = st == MT_OK ? c->size : c->rank, first;
+    int code = (st == MT_ERR_ARG || st == MT_ERR_FORMAT || st == MT_ERR_IO) ? MT_EXIT_USAGE
+                                                                            : MT_EXIT_FAILURE;
+    int worst;
+
+    MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, c->comm);
+    if (first == c->size)
+        return MT_EXIT_OK;
+    if (c->rank == first)
+        fprintf(stderr, "mtrain: %s%s\n", c->rank > 0 ? "" : "", mt_error_message());
+    if (st == MT_OK)
+        code = MT_EXIT_OK;
+    MPI_Allreduce(&code, &worst, 1, MPI_INT, MPI_MAX, c->comm);
+    return worst;
+}
+
+/* A failure met by this rank alone in the middle of a step: others may be
+ * blocked on a message from it, so the whole job ends here. */
+static void die(run_ctx *c, long step)
+{
+    fprintf(stderr, "mtrain: [rank %d] step %ld: %s (at %s)\n", c->rank, step,
+            mt_error_message(), mt_error_where());
+    fflush(stderr);
+    MPI_Abort(c->comm, MT_EXIT_FAILURE);
+}
+
+static mt_status load_data(run_ctx *c, const char *dir)
+{
+    const int need = c->rank == 0 || c->rank == c->size - 1;
+    long sizes[2] = {0, 0};
+
+    if (need) {
+        MT_CHECK(mt_dataset_load(dir, c->o->dataset, 1, &c->train));
+        MT_CHECK(mt_dataset_load(dir, c->o->dataset, 0, &c->test));
+        MT_CHECK(mt_norm_fit(c->train, &c->norm));
+        sizes[0] = (long)c->train->n;
+        sizes[1] = (long)c->test->n;
+        c->order = malloc(c->train->n * sizeof *c->order);
+        c->identity = malloc(c->test->n * sizeof *c->identity);
+        if (!c->order || !c->identity)
+            return MT_FAIL(MT_ERR_MEM, "out of memory for the sample order");
+        for (size_t i = 0; i < c->test->n; i++)
+            c->identity[i] = (uint32_t)i;
+        c->order_epoch = -1;
+    }
+    c->n_train = sizes[0];
+    c->n_test = sizes[1];
+    return MT_OK;
+}
+
+/* Rank 0 knows the sizes; everybody needs them to count steps. */
+static void share_sizes(run_ctx *c)
+{
+    long sizes[2] = {c->n_train, c->n_test};
+    MPI_Bcast(sizes, 2, MPI_LONG, 0, c->comm);
+    c->n_train = sizes[0];
+    c->n_test = sizes[1];
+}
+
+static mt_status plan_steps(run_ctx *c)
+{
+    const int B = c->o->pipe.batch;
+
+    c->steps_per_epoch = c->n_train / B;
+    if (c->steps_per_epoch < 1)
+        return MT_FAIL(MT_ERR_ARG, "--batch %d is larger than the %ld training samples", B,
+                       c->n_train);
+    c->total_steps = c->o->steps > 0 ? c->o->steps : c->o->epochs * c->steps_per_epoch;
+    return MT_OK;
+}
+
+static mt_status setup(run_ctx *c, char *dir, size_t dir_cap)
+{
+    mt_shape in;
+
+    MT_CHECK(mt_data_locate(c->o->data[0] ? c->o->data : NULL, &c->o->dataset, dir, dir_cap));
+    in = c->o->dataset == MT_DATASET_MNIST ? (mt_shape){1, 28, 28} : (mt_shape){3, 32, 32};
+    MT_CHECK(mt_model_build(c->o->net, in, 10, &c->model));
+    if (!c->o->micro_set) {
+        int max_micro = (c->o->pipe.batch + MT_BLOCK - 1) / MT_BLOCK;
+        c->o->pipe.micro_batches = c->size < max_micro ? c->size : max_micro;
+    }
+    return mt_pipeline_create(c->comm, c->model, &c->o->pipe, &c->pipe);
+}
+
+static void feed_batch(run_ctx *c)
+{
+    const int B = c->o->pipe.batch;
+    long epoch = c->step / c->steps_per_epoch, pos = c->step % c->steps_per_epoch;
+    float *x = mt_pipeline_input(c->pipe);
+    int32_t *labels = mt_pipeline_labels(c->pipe);
+
+    if (!x && !labels)
+        return;
+    if (epoch != c->order_epoch) {
+        mt_data_shuffle(c->o->seed, (uint64_t)epoch, c->train->n, c->order);
+        c->order_epoch = epoch;
+    }
+    mt_data_gather(c->train, &c->norm, c->order, (size_t)(pos * B), B, x, labels);
+}
+
+static mt_status evaluate(run_ctx *c, mt_step_stats *total)
+{
+    const int B = c->o->pipe.batch;
+    double loss = 0.0, correct = 0.0;
+
+    for (long first = 0; first < c->n_test; first += B) {
+        int n = (int)(c->n_test - first < B ? c->n_test - first : B);
+        float *x = mt_pipeline_input(c->pipe);
+        int32_t *labels = mt_pipeline_labels(c->pipe);
+        mt_step_stats s;
+        if (x || labels)
+            mt_data_gather(c->test, &c->norm, c->identity, (size_t)first, n, x, labels);
+        MT_CHECK(mt_pipeline_evaluate(c->pipe, n, &s));
+        loss += s.loss * n;
+        correct += round(s.accuracy * n);
+    }
+    memset(total, 0, sizeof *total);
+    total->n = (int)c->n_test;
+    total->loss = loss / (double)c->n_test;
+    total->accuracy = correct / (double)c->n_test;
+    return MT_OK;
+}
+
+static void log_eval(run_ctx *c, const mt_step_stats *s)
+{
+    long epoch = c->step / c->steps_per_epoch;
+    double elapsed = mt_time_now() - c->t_start;
+    mt_log(MT_LOG_INFO, "eval  step %ld epoch %ld: test loss %.4f, test accuracy %.2f%% (%d images)",
+           c->step, epoch, s->loss, 100.0 * s->accuracy, s->n);
+    if (c->rank == 0)
+        mt_metrics_eval(&c->metrics, c->step, epoch, s, elapsed);
+}
+
+static int due(long step, long every) { return every > 0 && step % every == 0; }
+
+static mt_status train_loop(run_ctx *c)
+{
+    const mt_options *o = c->o;
+    double t_log = mt_time_now();
+    long steps_logged = 0;
+
+    c->t_start = mt_time_now();
+    while (c->step < c->total_steps) {
+        mt_step_stats s;
+        feed_batch(c);
+        if (mt_pipeline_train_step(c->pipe, &s) != MT_OK)
+            die(c, c->step);
+        if (!isfinite(s.loss)) /* every rank sees the shared loss */
+            return MT_FAIL(MT_ERR_NUMERIC, "step %ld: the training loss is %g; stopping "
+                                           "without writing a checkpoint", c->step, s.loss);
+        c->step++;
+        steps_logged++;
+        double now = mt_time_now(), ips = steps_logged * o->pipe.batch / (now - t_log);
+        if (c->rank == 0)
+            mt_metrics_step(&c->metrics, c->step, (c->step - 1) / c->steps_per_epoch, &s, ips,
+                            now - c->t_start);
+        if (due(c->step, o->log_every) || c->step == c->total_steps) {
+            mt_log(MT_LOG_INFO, "step %ld/%ld epoch %ld: loss %.4f, accuracy %.2f%%, "
+                   "%.0f images/s, %.1f s", c->step, c->total_steps,
+                   (c->step - 1) / c->steps_per_epoch, s.loss, 100.0 * s.accuracy, ips,
+                   now - c->t_start);
+            t_log = now;
+            steps_logged = 0;
+        }
+        int epoch_end = c->step % c->steps_per_epoch == 0;
+        if ((o->eval_every ? due(c->step, o->eval_every) : epoch_end) ||
+            c->step == c->total_steps) {
+            mt_step_stats e;
+            if (evaluate(c, &e) != MT_OK)
+                die(c, c->step);
+            log_eval(c, &e);
+            t_log = mt_time_now();
+        }
+        if (due(c->step, o->checkpoint_every) || c->step == c->total_steps)
+            MT_CHECK(mt_snapshot_save(c->comm, c->pipe, c->o, c->step));
+    }
+    return MT_OK;
+}
+
+static void default_run_dir(run_ctx *c)
+{
+    char stamp[32] = "";
+    if (c->o->run_dir[0])
+        return;
+    if (c->rank == 0) {
+        time_t now = time(NULL);
+        strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", localtime(&now));
+    }
+    MPI_Bcast(stamp, sizeof stamp, MPI_CHAR, 0, c->comm);
+    snprintf(c->o->run_dir, sizeof c->o->run_dir, "runs/%s-%s-%s", stamp, c->o->net,
+             mt_oracle_name(c->o->pipe.oracle.kind));
+}
+
+static void print_start(run_ctx *c, const char *dir)
+{
+    char desc[2048];
+
+    mt_options_describe(c->o, desc, sizeof desc);
+    mt_log(MT_LOG_INFO, "mtrain %s: %d ranks x %d threads", MT_VERSION, c->size,
+           c->o->threads);
+    mt_log(MT_LOG_INFO, "config: %s", desc);
+    mt_log(MT_LOG_INFO, "data: %s (%ld training, %ld test images); run directory: %s", dir,
+           c->n_train, c->n_test, c->o->run_dir);
+    mt_report_model(c->model, mt_pipeline_stage_first(c->pipe), c->size);
+    mt_log(MT_LOG_INFO, "training: %ld steps of %d images (%ld per epoch), %d micro-batches",
+           c->total_steps, c->o->pipe.batch, c->steps_per_epoch, c->o->pipe.micro_batches);
+}
+
+static void teardown(run_ctx *c)
+{
+    mt_metrics_close(&c->metrics);
+    mt_pipeline_destroy(&c->pipe);
+    mt_model_destroy(&c->model);
+    mt_dataset_destroy(&c->train);
+    mt_dataset_destroy(&c->test);
+    free(c->order);
+    free(c->identity);
+}
+
+int mt_run(MPI_Comm comm, mt_options *o)
+{
+    run_ctx c = {0};
+    char dir[1024] = "";
+    int code;
+
+    c.comm = comm;
+    c.o = o;
+    MPI_Comm_rank(comm, &c.rank);
+    MPI_Comm_size(comm, &c.size);
+
+    /* Set-up failures are seen by every rank (or agreed on): exit cleanly. */
+    code = agree(&c, setup(&c, dir, sizeof dir));
+    if (code == MT_EXIT_OK)
+        code = agree(&c, load_data(&c, dir));
+    if (code == MT_EXIT_OK) {
+        share_sizes(&c);
+        code = agree(&c, plan_steps(&c));
+    }
+    if (code == MT_EXIT_OK)
+        code = agree(&c, mt_pipeline_init_params(c.pipe, o->seed));
+    if (code == MT_EXIT_OK && o->resume[0])
+        code = agree(&c, mt_snapshot_load(comm, c.pipe, o, &c.step));
+    if (code == MT_EXIT_OK) {
+        default_run_dir(&c);
+        code = agree(&c, c.rank == 0 ? mt_metrics_open(&c.metrics, o->run_dir, c.step > 0)
+                                     : MT_OK);
+    }
+    if (code == MT_EXIT_OK) {
+        print_start(&c, dir);
+        if (c.step > 0)
+            mt_log(MT_LOG_INFO, "resumed from %s at step %ld", o->resume, c.step);
+        code = agree(&c, train_loop(&c));
+    }
+    teardown(&c);
+    return code;
+}

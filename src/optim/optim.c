@@ -1,0 +1,100 @@
+/*
+ * optim.c - plain, SGD (momentum, Nesterov) and Adam with PyTorch 1.13's
+ * update rules (torch.optim.SGD with dampening 0, torch.optim.Adam without
+ * amsgrad). Elementwise, so the result does not depend on the threads.
+ */
+#include <math.h>
+#include <stdlib.h>
+
+#include "mtrain/optim.h"
+
+const char *mt_optim_name(mt_optim_kind kind)
+{
+    static const char *const names[] = {"plain", "sgd", "adam"};
+    return (unsigned)kind < 3 ? names[kind] : "?";
+}
+
+const char *mt_optim_state_name(const mt_optim *opt, int i)
+{
+    if (opt->cfg.kind == MT_OPTIM_SGD)
+        return "momentum_buffer";
+    return i == 0 ? "exp_avg" : "exp_avg_sq";
+}
+
+mt_status mt_optim_create(const mt_optim_config *cfg, size_t n, mt_optim **out)
+{
+    mt_optim *opt = calloc(1, sizeof *opt);
+
+    if (!opt)
+        return MT_FAIL(MT_ERR_MEM, "out of memory for the optimiser");
+    opt->cfg = *cfg;
+    opt->n = n;
+    opt->n_states = cfg->kind == MT_OPTIM_PLAIN ? 0 : cfg->kind == MT_OPTIM_SGD ? 1 : 2;
+    for (int i = 0; i < opt->n_states; i++) {
+        opt->state[i] = mt_alloc(n * sizeof(float));
+        if (!opt->state[i]) {
+            mt_optim_destroy(&opt);
+            return MT_FAIL(MT_ERR_MEM, "out of memory for optimiser state (%zu floats)", n);
+        }
+    }
+    *out = opt;
+    return MT_OK;
+}
+
+void mt_optim_destroy(mt_optim **opt)
+{
+    if (!opt || !*opt)
+        return;
+    for (int i = 0; i < 2; i++)
+        mt_free((*opt)->state[i]);
+    free(*opt);
+    *opt = NULL;
+}
+
+static void sgd_step(mt_optim *opt, float *w, const float *g)
+{
+    const float lr = (float)opt->cfg.lr, mu = (float)opt->cfg.momentum;
+    float *b = opt->state[0];
+    const int first = opt->steps == 0, nesterov = opt->cfg.nesterov;
+
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < opt->n; i++) {
+        b[i] = first ? g[i] : mu * b[i] + g[i];
+        w[i] -= lr * (nesterov ? g[i] + mu * b[i] : b[i]);
+    }
+}
+
+static void adam_step(mt_optim *opt, float *w, const float *g)
+{
+    const double k = (double)(opt->steps + 1);
+    const float b1 = (float)opt->cfg.beta1, b2 = (float)opt->cfg.beta2;
+    const float step = (float)(opt->cfg.lr / (1.0 - pow(opt->cfg.beta1, k)));
+    const float root_c2 = (float)sqrt(1.0 - pow(opt->cfg.beta2, k));
+    const float eps = (float)opt->cfg.eps;
+    float *m = opt->state[0], *v = opt->state[1];
+
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < opt->n; i++) {
+        m[i] = b1 * m[i] + (1.0f - b1) * g[i];
+        v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
+        w[i] -= step * m[i] / (sqrtf(v[i]) / root_c2 + eps);
+    }
+}
+
+void mt_optim_step(mt_optim *opt, float *w, const float *g)
+{
+    switch (opt->cfg.kind) {
+    case MT_OPTIM_PLAIN:
+        #pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < opt->n; i++)
+            w[i] -= g[i];
+        break;
+    case MT_OPTIM_SGD:
+        sgd_step(opt, w, g);
+        break;
+    case MT_OPTIM_ADAM:
+        adam_step(opt, w, g);
+        break;
+    }
+    opt->steps++;
+}
