@@ -72,7 +72,7 @@ void mt_metrics_step(mt_metrics *m, long step, long epoch, const mt_step_stats *
 {
     if (!m->csv)
         return;
-    fprintf(m->csv, "train,%ld,%ld,%.9g,%.6f,%.9g,%.2f,%.3f,%.4f,%.4f,%.4f\n", step, epoch,
+    fprintf(m->csv, "train,%ld,%ld,%.17g,%.6f,%.9g,%.2f,%.3f,%.4f,%.4f,%.4f\n", step, epoch,
             s->loss, s->accuracy, s->lambda_norm, images_per_s, elapsed, s->t_compute,
             s->t_wait, s->t_weights);
     fflush(m->csv);
@@ -83,7 +83,7 @@ void mt_metrics_eval(mt_metrics *m, long step, long epoch, const mt_step_stats *
 {
     if (!m->csv)
         return;
-    fprintf(m->csv, "test,%ld,%ld,%.9g,%.6f,,,%.3f,,,\n", step, epoch, s->loss, s->accuracy,
+    fprintf(m->csv, "test,%ld,%ld,%.17g,%.6f,,,%.3f,,,\n", step, epoch, s->loss, s->accuracy,
             elapsed);
     fflush(m->csv);
 }

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Bad options and bad data: one clear line naming the value, exit code 2 on
+# every rank, no hang (each run is limited to 60 s), nothing written.
+source "$(dirname "$0")/common.sh"
+MT_TIMEOUT=60
+
+# expect_usage NP PATTERN ARGS...: exit 2, stderr matches PATTERN, no files.
+expect_usage() {
+    local np=$1 pattern=$2; shift 2
+    local out="$WORK/out"
+    mt "$np" --data "$CIFAR" --run-dir "$WORK/run" --checkpoint-dir "$WORK/ckpt" "$@" \
+        >"$out" 2>&1
+    local code=$?
+    if [ "$code" -ne 2 ]; then
+        fail "np=$np $*: exit $code, expected 2"; sed 's/^/    /' "$out"; return
+    fi
+    if ! grep -q -- "$pattern" "$out"; then
+        fail "np=$np $*: message lacks '$pattern'"; sed 's/^/    /' "$out"; return
+    fi
+    if [ "$(grep -c 'mtrain:' "$out")" -ne 1 ]; then
+        fail "np=$np $*: expected exactly one error line"; sed 's/^/    /' "$out"; return
+    fi
+    if [ -e "$WORK/run" ] || [ -e "$WORK/ckpt" ]; then
+        fail "np=$np $*: files were written"; rm -rf "$WORK/run" "$WORK/ckpt"; return
+    fi
+    pass "np=$np $* -> exit 2: $(grep 'mtrain:' "$out")"
+}
+
+for np in 1 2; do
+    expect_usage $np "--lr 'abc'" --lr abc
+    expect_usage $np "--lr '-1'" --lr -1
+    expect_usage $np "--kappa 'nan'" --kappa nan
+    expect_usage $np "--batch '0'" --batch 0
+    expect_usage $np "--net 'resnet'" --net resnet
+    expect_usage $np "--oracle 'sgd'" --oracle sgd
+    expect_usage $np "--inner 'cg:0'" --inner cg:0
+    expect_usage $np "unknown option '--frobnicate'" --frobnicate
+    expect_usage $np "needs a value" --lr
+    expect_usage $np "--steps '1.5'" --steps 1.5
+done
+expect_usage 2 "--micro-batches 5" --net convnet --batch 128 --micro-batches 5
+expect_usage 5 "use between 1 and 4 ranks" --net mlp --steps 1 --threads 1
+expect_usage 8 "use between 1 and 4 ranks" --net convnet --steps 1 --threads 1
+expect_usage 2 "does not exist" --data "$WORK/nowhere" --steps 1
+
+# A data file whose size is not a multiple of 3073 bytes.
+mkdir -p "$WORK/baddata"
+head -c 5000 "$CIFAR/data_batch_1.bin" >"$WORK/baddata/data_batch_1.bin"
+cp "$CIFAR/test_batch.bin" "$WORK/baddata/"
+expect_usage 2 "3073" --data "$WORK/baddata" --net convnet --steps 1 --threads 1
+
+# A checkpoint that is not one.
+echo "not hdf5" >"$WORK/fake.h5"
+expect_usage 2 "fake.h5" --net convnet --steps 1 --threads 1 --resume "$WORK/fake.h5"
+rm -f "$WORK/fake.h5" "$WORK/out"
+finish

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The training trajectory does not depend on the number of ranks, of
+# micro-batches or of OpenMP threads: the losses of 5 steps of convnet are
+# bit-identical (printed with 17 significant digits) for every layout, for
+# the gd and penalized oracles.
+source "$(dirname "$0")/common.sh"
+
+run() { # NAME NP THREADS MICRO ORACLE
+    mt "$2" --data "$CIFAR" --net convnet --oracle "$5" --steps 5 --batch 64 \
+        --threads "$3" --micro-batches "$4" --eval-every 0 --log-every 5 \
+        --run-dir "$WORK/$1" --checkpoint-dir "$WORK/ckpt-$1" >"$WORK/$1.log" 2>&1 \
+        || { fail "$1 exited $?"; sed 's/^/    /' "$WORK/$1.log"; return 1; }
+    train_losses "$WORK/$1/metrics.csv" >"$WORK/$1.losses"
+}
+
+for oracle in gd penalized; do
+    run "$oracle-ref" 1 1 1 "$oracle" || continue
+    if [ "$(wc -l <"$WORK/$oracle-ref.losses")" -ne 5 ]; then
+        fail "$oracle: expected 5 loss rows"; continue
+    fi
+    for layout in "2 1 2" "4 1 2" "1 2 2" "2 1 1" "4 1 1"; do
+        set -- $layout
+        name="$oracle-np$1-t$2-m$3"
+        run "$name" "$1" "$2" "$3" "$oracle" || continue
+        if cmp -s "$WORK/$oracle-ref.losses" "$WORK/$name.losses"; then
+            pass "$name: losses bit-identical to 1 rank ($(tail -1 "$WORK/$name.losses"))"
+        else
+            fail "$name: losses differ from 1 rank"
+            paste "$WORK/$oracle-ref.losses" "$WORK/$name.losses" | sed 's/^/    /'
+        fi
+    done
+done
+finish

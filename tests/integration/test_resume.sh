@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Resume: 6 steps straight equal 3 steps, a checkpoint, and 3 more steps
+# resumed from it (losses bit for bit), also when the resumed run uses
+# another number of ranks; the checkpoint is readable by h5dump and h5py
+# with PyTorch's state_dict names and layouts.
+source "$(dirname "$0")/common.sh"
+common=(--data "$CIFAR" --net convnet --batch 64 --eval-every 0 --log-every 3 --threads 1)
+
+for oracle in gd penalized; do
+    mt 2 "${common[@]}" --oracle "$oracle" --steps 6 --run-dir "$WORK/straight-$oracle" \
+        --checkpoint-dir "$WORK/ck-straight-$oracle" >"$WORK/log" 2>&1 \
+        || { fail "$oracle straight run"; cat "$WORK/log"; continue; }
+    mt 2 "${common[@]}" --oracle "$oracle" --steps 3 --run-dir "$WORK/part-$oracle" \
+        --checkpoint-dir "$WORK/ck-$oracle" >"$WORK/log" 2>&1 \
+        || { fail "$oracle first half"; cat "$WORK/log"; continue; }
+    ck="$WORK/ck-$oracle/$(cat "$WORK/ck-$oracle/latest")"
+    for np in 2 1; do
+        rm -rf "$WORK/resumed-$oracle-$np"
+        mkdir -p "$WORK/resumed-$oracle-$np"
+        cp "$WORK/part-$oracle/metrics.csv" "$WORK/resumed-$oracle-$np/"
+        mt $np "${common[@]}" --oracle "$oracle" --steps 6 --resume "$ck" \
+            --run-dir "$WORK/resumed-$oracle-$np" --checkpoint-dir "$WORK/ck2-$oracle-$np" \
+            >"$WORK/log" 2>&1 || { fail "$oracle resume on $np"; cat "$WORK/log"; continue; }
+        if cmp -s <(train_losses "$WORK/straight-$oracle/metrics.csv") \
+                  <(train_losses "$WORK/resumed-$oracle-$np/metrics.csv"); then
+            pass "$oracle: 3 + 3 steps resumed on $np ranks equal 6 steps straight"
+        else
+            fail "$oracle: resumed losses differ (np $np)"
+            paste <(train_losses "$WORK/straight-$oracle/metrics.csv") \
+                  <(train_losses "$WORK/resumed-$oracle-$np/metrics.csv") | sed 's/^/    /'
+        fi
+    done
+done
+
+# The checkpoint layout, as a PyTorch user reads it.
+ck="$WORK/ck-gd/$(cat "$WORK/ck-gd/latest")"
+if h5dump -H "$ck" | grep -q 'DATASET "features.0.weight"'; then
+    pass "h5dump reads $ck and lists model/features.0.weight"
+else
+    fail "h5dump does not list features.0.weight"; h5dump -H "$ck" | head -40
+fi
+if /usr/bin/python3 - "$ck" <<'PY'
+import sys, h5py
+f = h5py.File(sys.argv[1], "r")
+shapes = {k: f["model"][k].shape for k in f["model"]}
+assert shapes["features.0.weight"] == (16, 3, 5, 5), shapes
+assert shapes["features.0.bias"] == (16,), shapes
+assert shapes["features.3.weight"] == (20, 16, 5, 5), shapes
+assert shapes["classifier.0.weight"] == (10, 320), shapes
+assert f["model/features.0.weight"].dtype == "float32"
+assert int(f.attrs["step"]) == 3, dict(f.attrs)
+assert "momentum_buffer" in f["optim/features.0.weight"]
+PY
+then pass "h5py reads PyTorch state_dict names and shapes"
+else fail "h5py check of the checkpoint layout"; fi
+finish

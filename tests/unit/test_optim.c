@@ -1,0 +1,85 @@
+/*
+ * test_optim.c - the optimisers against values worked out by hand from
+ * PyTorch 1.13's update rules (torch.optim.SGD, torch.optim.Adam).
+ * Tolerance 1e-6 relative: a few float operations per value.
+ */
+#include <math.h>
+
+#include "mtrain/optim.h"
+#include "testutil.h"
+
+static mt_optim *make(mt_optim_kind kind, double lr, double mu, int nesterov)
+{
+    mt_optim_config cfg = {kind, lr, mu, nesterov, 0.9, 0.999, 1e-8};
+    mt_optim *opt = NULL;
+    MT_TEST_OK(mt_optim_create(&cfg, 1, &opt));
+    return opt;
+}
+
+static void test_plain(void)
+{
+    mt_optim *opt = make(MT_OPTIM_PLAIN, 1.0, 0.0, 0);
+    float w = 1.0f, g = 0.25f;
+    mt_optim_step(opt, &w, &g);
+    CU_ASSERT_DOUBLE_EQUAL(w, 0.75, 1e-7);
+    CU_ASSERT_EQUAL(opt->n_states, 0);
+    mt_optim_destroy(&opt);
+    CU_ASSERT_PTR_NULL(opt);
+}
+
+/* w0 = 1, g = 0.5, lr = 0.1, mu = 0.9:
+ *   step 1: b = g = 0.5,              w = 1 - 0.05 = 0.95
+ *   step 2: b = 0.9 * 0.5 + 0.5 = 0.95, w = 0.95 - 0.095 = 0.855 */
+static void test_sgd_momentum(void)
+{
+    mt_optim *opt = make(MT_OPTIM_SGD, 0.1, 0.9, 0);
+    float w = 1.0f, g = 0.5f;
+    mt_optim_step(opt, &w, &g);
+    CU_ASSERT_DOUBLE_EQUAL(w, 0.95, 1e-6);
+    mt_optim_step(opt, &w, &g);
+    CU_ASSERT_DOUBLE_EQUAL(w, 0.855, 1e-6);
+    CU_ASSERT_DOUBLE_EQUAL(opt->state[0][0], 0.95, 1e-6);
+    mt_optim_destroy(&opt);
+}
+
+/* Nesterov, same numbers: step 1: b = 0.5, w = 1 - 0.1 (0.5 + 0.45) = 0.905;
+ * step 2: b = 0.95, w = 0.905 - 0.1 (0.5 + 0.855) = 0.7695 */
+static void test_sgd_nesterov(void)
+{
+    mt_optim *opt = make(MT_OPTIM_SGD, 0.1, 0.9, 1);
+    float w = 1.0f, g = 0.5f;
+    mt_optim_step(opt, &w, &g);
+    CU_ASSERT_DOUBLE_EQUAL(w, 0.905, 1e-6);
+    mt_optim_step(opt, &w, &g);
+    CU_ASSERT_DOUBLE_EQUAL(w, 0.7695, 1e-6);
+    mt_optim_destroy(&opt);
+}
+
+/* Adam, lr = 0.1, g = 0.5: step 1: m = 0.05, v = 0.00025,
+ * w = 1 - (0.1 / 0.1) * 0.05 / (sqrt(0.00025) / sqrt(0.001) + 1e-8) = 0.9;
+ * step 2 with g = -1: m = 0.045 - 0.1 = -0.055, v = 0.00024975 + 0.001 = 0.00124975,
+ * w = 0.9 + 0.1 / 0.19 * 0.055 / (sqrt(0.00124975) / sqrt(0.001999) + 1e-8) */
+static void test_adam(void)
+{
+    mt_optim *opt = make(MT_OPTIM_ADAM, 0.1, 0.0, 0);
+    float w = 1.0f, g = 0.5f;
+    mt_optim_step(opt, &w, &g);
+    CU_ASSERT_DOUBLE_EQUAL(w, 0.9, 1e-6);
+    g = -1.0f;
+    mt_optim_step(opt, &w, &g);
+    double expect = 0.9 + 0.1 / 0.19 * 0.055 / (sqrt(0.00124975) / sqrt(1.0 - 0.999 * 0.999));
+    CU_ASSERT_DOUBLE_EQUAL(w, expect, 1e-6);
+    CU_ASSERT_EQUAL(opt->steps, 2);
+    mt_optim_destroy(&opt);
+}
+
+int main(void)
+{
+    const mt_test_case tests[] = {
+        {"plain", test_plain},
+        {"sgd momentum", test_sgd_momentum},
+        {"sgd nesterov", test_sgd_nesterov},
+        {"adam", test_adam},
+    };
+    return mt_test_main("optim", tests, 4);
+}
