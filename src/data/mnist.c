@@ -172,6 +172,11 @@ static mt_status idx_payload(idx_file *f, size_t n_bytes, uint8_t **out)
         goto fail;
     }
     MT_CHECK_GOTO(idx_read(f, &extra, 1, &step), st, fail);
+    if (step == 0 && *idx_cut_note(f)) {
+        st = MT_FAIL(MT_ERR_FORMAT, "MNIST file %s is truncated: its gzip stream ends without "
+                     "its trailer", f->path);
+        goto fail;
+    }
     if (step != 0) {
         st = MT_FAIL(MT_ERR_FORMAT, "MNIST file %s has data past the %zu bytes its header "
                      "declares", f->path, n_bytes);
