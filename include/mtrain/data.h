@@ -22,11 +22,11 @@ typedef enum { MT_DATASET_AUTO = 0, MT_DATASET_CIFAR10, MT_DATASET_MNIST } mt_da
 
 typedef struct {
     mt_dataset_kind kind;
-    mt_shape shape;   /* per sample: 3x32x32 (CIFAR-10) or 1x28x28 (MNIST) */
-    int n_classes;    /* 10 */
-    size_t n;         /* samples */
-    uint8_t *pixels;  /* [n][c*h*w], raw bytes */
-    int32_t *labels;  /* [n], 0..n_classes-1 */
+    mt_shape shape;  /* per sample: 3x32x32 (CIFAR-10) or 1x28x28 (MNIST) */
+    int n_classes;   /* 10 */
+    size_t n;        /* samples */
+    uint8_t *pixels; /* [n][c*h*w], raw bytes */
+    int32_t *labels; /* [n], 0..n_classes-1 */
 } mt_dataset;
 
 /* Per-channel normalisation x = (p / 255 - mean[c]) / std[c]. */
@@ -85,7 +85,7 @@ void mt_data_shuffle(uint64_t seed, uint64_t epoch, size_t n, uint32_t *order);
  * order NULL means the identity (samples first .. first+count); norm NULL
  * means plain p / 255. Indices must be < ds->n (asserted). Elementwise,
  * OpenMP over samples: the result does not depend on the thread count. */
-void mt_data_gather(const mt_dataset *ds, const mt_norm *norm, const uint32_t *order,
-                    size_t first, int count, float *x, int32_t *labels);
+void mt_data_gather(const mt_dataset *ds, const mt_norm *norm, const uint32_t *order, size_t first,
+                    int count, float *x, int32_t *labels);
 
 #endif

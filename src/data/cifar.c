@@ -17,14 +17,14 @@
 
 #define CIFAR_RECORD_BYTES 3073
 #define CIFAR_PIXEL_BYTES 3072
-#define CIFAR_CHUNK 512      /* records per fread (1.5 MB) */
-#define CIFAR_MAX_FILES 256  /* data_batch_N.bin files per directory */
+#define CIFAR_CHUNK 512     /* records per fread (1.5 MB) */
+#define CIFAR_MAX_FILES 256 /* data_batch_N.bin files per directory */
 #define CIFAR_PREFIX "data_batch_"
 
 typedef struct {
     const char *path; /* borrowed */
     FILE *f;
-    size_t n;         /* records */
+    size_t n; /* records */
 } cifar_file;
 
 typedef struct {
@@ -49,7 +49,8 @@ static mt_status cifar_open(const char *path, cifar_file *cf)
     if (size == 0)
         return MT_FAIL(MT_ERR_FORMAT,
                        "CIFAR-10 file %s is empty; expected records of %d bytes "
-                       "(label + 3x32x32 pixels)", path, CIFAR_RECORD_BYTES);
+                       "(label + 3x32x32 pixels)",
+                       path, CIFAR_RECORD_BYTES);
     if (size % CIFAR_RECORD_BYTES != 0)
         return MT_FAIL(MT_ERR_FORMAT,
                        "CIFAR-10 file %s has %lld bytes, not a multiple of the %d-byte record "
@@ -63,10 +64,12 @@ static mt_status cifar_open(const char *path, cifar_file *cf)
 static mt_status cifar_short_read(const cifar_file *cf, size_t at)
 {
     if (ferror(cf->f))
-        return MT_FAIL(MT_ERR_IO, "cannot read CIFAR-10 file %s at record %zu: %s", cf->path,
-                       at, strerror(errno));
-    return MT_FAIL(MT_ERR_FORMAT, "CIFAR-10 file %s ended at record %zu of %zu (it shrank while "
-                   "being read)", cf->path, at, cf->n);
+        return MT_FAIL(MT_ERR_IO, "cannot read CIFAR-10 file %s at record %zu: %s", cf->path, at,
+                       strerror(errno));
+    return MT_FAIL(MT_ERR_FORMAT,
+                   "CIFAR-10 file %s ended at record %zu of %zu (it shrank while "
+                   "being read)",
+                   cf->path, at, cf->n);
 }
 
 /* Read the records of cf into pixels [n][3072] and labels [n]; buf holds
@@ -84,8 +87,10 @@ static mt_status cifar_read_records(const cifar_file *cf, uint8_t *pixels, int32
             const uint8_t *rec = buf + r * CIFAR_RECORD_BYTES;
 
             if (rec[0] > 9)
-                return MT_FAIL(MT_ERR_FORMAT, "CIFAR-10 file %s: record %zu has label %d, "
-                               "expected 0..9", cf->path, first + r, rec[0]);
+                return MT_FAIL(MT_ERR_FORMAT,
+                               "CIFAR-10 file %s: record %zu has label %d, "
+                               "expected 0..9",
+                               cf->path, first + r, rec[0]);
             labels[first + r] = rec[0];
             memcpy(pixels + (first + r) * CIFAR_PIXEL_BYTES, rec + 1, CIFAR_PIXEL_BYTES);
         }
@@ -112,12 +117,14 @@ static mt_status cifar_read_files(const char *const *paths, size_t k, mt_dataset
         total += files[i].n;
     }
     MT_CHECK_GOTO(mt_alloc_checked(&buf, (size_t)CIFAR_CHUNK * CIFAR_RECORD_BYTES,
-                                   "the CIFAR-10 read buffer"), st, done);
+                                   "the CIFAR-10 read buffer"),
+                  st, done);
     MT_CHECK_GOTO(mt_data_new(MT_DATASET_CIFAR10, total, &ds), st, done);
 
     for (size_t i = 0; i < k; i++) {
         MT_CHECK_GOTO(cifar_read_records(&files[i], ds->pixels + at * CIFAR_PIXEL_BYTES,
-                                         ds->labels + at, buf), st, done);
+                                         ds->labels + at, buf),
+                      st, done);
         at += files[i].n;
     }
     *out = ds;
@@ -206,8 +213,8 @@ static mt_status cifar_train_paths(const char *dir, char (**paths)[MT_DATA_PATH_
     else if (n == 0)
         st = MT_FAIL(MT_ERR_IO, "no CIFAR-10 training files (data_batch_1.bin ...) in %s", dir);
     else if (n > CIFAR_MAX_FILES)
-        st = MT_FAIL(MT_ERR_FORMAT, "%s holds %ld data_batch_N.bin files; at most %d are read",
-                     dir, n, CIFAR_MAX_FILES);
+        st = MT_FAIL(MT_ERR_FORMAT, "%s holds %ld data_batch_N.bin files; at most %d are read", dir,
+                     n, CIFAR_MAX_FILES);
     else if (!(*paths = calloc((size_t)n, sizeof **paths)))
         st = MT_FAIL(MT_ERR_MEM, "out of memory listing %s", dir);
     for (long i = 0; st == MT_OK && i < n; i++)
@@ -219,7 +226,7 @@ static mt_status cifar_train_paths(const char *dir, char (**paths)[MT_DATA_PATH_
 
 mt_status mt_cifar_load_dir(const char *dir, int train, mt_dataset **out)
 {
-    char (*paths)[MT_DATA_PATH_MAX] = NULL;
+    char(*paths)[MT_DATA_PATH_MAX] = NULL;
     const char **list = NULL;
     size_t k = 0;
     mt_status st = MT_OK;

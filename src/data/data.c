@@ -58,8 +58,8 @@ int mt_data_has_file(const char *dir, const char *name)
 {
     char path[MT_DATA_PATH_MAX];
     size_t len = strlen(dir);
-    int n = snprintf(path, sizeof path, "%s%s%s", dir,
-                     (len > 0 && dir[len - 1] == '/') ? "" : "/", name);
+    int n = snprintf(path, sizeof path, "%s%s%s", dir, (len > 0 && dir[len - 1] == '/') ? "" : "/",
+                     name);
 
     return n > 0 && (size_t)n < sizeof path && mt_data_is_file(path);
 }
@@ -209,8 +209,8 @@ void mt_data_shuffle(uint64_t seed, uint64_t epoch, size_t n, uint32_t *order)
     }
 }
 
-void mt_data_gather(const mt_dataset *ds, const mt_norm *norm, const uint32_t *order,
-                    size_t first, int count, float *x, int32_t *labels)
+void mt_data_gather(const mt_dataset *ds, const mt_norm *norm, const uint32_t *order, size_t first,
+                    int count, float *x, int32_t *labels)
 {
     const int c = ds->shape.c;
     const size_t plane = (size_t)ds->shape.h * ds->shape.w, sample = c * plane;

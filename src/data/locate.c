@@ -40,9 +40,11 @@ mt_status mt_data_detect(const char *dir, mt_dataset_kind *kind)
 {
     *kind = kind_in(dir, MT_DATASET_AUTO);
     if (*kind == MT_DATASET_AUTO)
-        return MT_FAIL(MT_ERR_IO, "%s holds neither CIFAR-10 files (data_batch_N.bin, "
+        return MT_FAIL(MT_ERR_IO,
+                       "%s holds neither CIFAR-10 files (data_batch_N.bin, "
                        "test_batch.bin) nor MNIST files (train-images-idx3-ubyte[.gz], "
-                       "t10k-images-idx3-ubyte[.gz])", dir);
+                       "t10k-images-idx3-ubyte[.gz])",
+                       dir);
     return MT_OK;
 }
 
@@ -108,8 +110,8 @@ static void find_roots(locate_ctx *ctx)
 
 /* Try one candidate directory; 1 (and found, kind filled) when it holds the
  * data set wanted. */
-static int try_dir(locate_ctx *ctx, const char *dir, mt_dataset_kind want,
-                   mt_dataset_kind *kind, char *found, size_t found_cap)
+static int try_dir(locate_ctx *ctx, const char *dir, mt_dataset_kind want, mt_dataset_kind *kind,
+                   char *found, size_t found_cap)
 {
     mt_dataset_kind got;
 
@@ -124,8 +126,8 @@ static int try_dir(locate_ctx *ctx, const char *dir, mt_dataset_kind want,
 }
 
 /* Try `base` itself, then its data-set folders (data/ or shared layout). */
-static int try_base(locate_ctx *ctx, const char *base, mt_dataset_kind want,
-                    mt_dataset_kind *kind, char *found, size_t found_cap)
+static int try_base(locate_ctx *ctx, const char *base, mt_dataset_kind want, mt_dataset_kind *kind,
+                    char *found, size_t found_cap)
 {
     static const char *const subs[] = {"cifar-10-batches-bin", "cifar10", "mnist"};
     char path[MT_DATA_PATH_MAX];
@@ -142,8 +144,8 @@ static int try_base(locate_ctx *ctx, const char *base, mt_dataset_kind want,
 }
 
 /* Try data/<set> and ../shared/data/<set> under every root, for one kind. */
-static int try_roots(locate_ctx *ctx, mt_dataset_kind want, mt_dataset_kind *kind,
-                     char *found, size_t found_cap)
+static int try_roots(locate_ctx *ctx, mt_dataset_kind want, mt_dataset_kind *kind, char *found,
+                     size_t found_cap)
 {
     char path[MT_DATA_PATH_MAX];
 
@@ -166,11 +168,14 @@ static int try_roots(locate_ctx *ctx, mt_dataset_kind want, mt_dataset_kind *kin
 static mt_status not_found(const locate_ctx *ctx, mt_dataset_kind want)
 {
     if (want == MT_DATASET_MNIST)
-        return MT_FAIL(MT_ERR_IO, "no MNIST data found (looked in %s): put "
+        return MT_FAIL(MT_ERR_IO,
+                       "no MNIST data found (looked in %s): put "
                        "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
                        "t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz in data/mnist/, "
-                       "or pass --data DIR, or set MTRAIN_DATA=DIR", ctx->tried);
-    return MT_FAIL(MT_ERR_IO, "no %s data found (looked in %s): put the CIFAR-10 binary files "
+                       "or pass --data DIR, or set MTRAIN_DATA=DIR",
+                       ctx->tried);
+    return MT_FAIL(MT_ERR_IO,
+                   "no %s data found (looked in %s): put the CIFAR-10 binary files "
                    "(data_batch_1.bin ... data_batch_5.bin, test_batch.bin) in "
                    "data/cifar-10-batches-bin/%s, or pass --data DIR, or set MTRAIN_DATA=DIR; "
                    "run data/get-cifar10.sh to download them",
@@ -179,21 +184,26 @@ static mt_status not_found(const locate_ctx *ctx, mt_dataset_kind want)
 }
 
 /* An explicit directory must exist and hold the data set (or a folder of it). */
-static mt_status locate_given(locate_ctx *ctx, const char *dir, mt_dataset_kind *kind,
-                              char *found, size_t found_cap)
+static mt_status locate_given(locate_ctx *ctx, const char *dir, mt_dataset_kind *kind, char *found,
+                              size_t found_cap)
 {
     if (!mt_data_is_dir(dir))
-        return MT_FAIL(MT_ERR_IO, "data directory %s does not exist (or is not a directory); "
+        return MT_FAIL(MT_ERR_IO,
+                       "data directory %s does not exist (or is not a directory); "
                        "run data/get-cifar10.sh to fetch CIFAR-10 into "
-                       "data/cifar-10-batches-bin/", dir);
+                       "data/cifar-10-batches-bin/",
+                       dir);
     if (try_base(ctx, dir, *kind, kind, found, found_cap))
         return MT_OK;
     if (*kind == MT_DATASET_MNIST)
-        return MT_FAIL(MT_ERR_IO, "%s holds no MNIST files (train-images-idx3-ubyte[.gz], "
-                       "t10k-images-idx3-ubyte[.gz] and their label files)", dir);
-    return MT_FAIL(MT_ERR_IO, "%s holds no %s files (data_batch_N.bin, test_batch.bin%s); "
-                   "run data/get-cifar10.sh to fetch CIFAR-10", dir,
-                   *kind == MT_DATASET_AUTO ? "CIFAR-10 or MNIST" : "CIFAR-10",
+        return MT_FAIL(MT_ERR_IO,
+                       "%s holds no MNIST files (train-images-idx3-ubyte[.gz], "
+                       "t10k-images-idx3-ubyte[.gz] and their label files)",
+                       dir);
+    return MT_FAIL(MT_ERR_IO,
+                   "%s holds no %s files (data_batch_N.bin, test_batch.bin%s); "
+                   "run data/get-cifar10.sh to fetch CIFAR-10",
+                   dir, *kind == MT_DATASET_AUTO ? "CIFAR-10 or MNIST" : "CIFAR-10",
                    *kind == MT_DATASET_AUTO ? "; or MNIST's train-images-idx3-ubyte[.gz]" : "");
 }
 

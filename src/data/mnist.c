@@ -112,11 +112,15 @@ static mt_status idx_header(idx_file *f, uint32_t magic, int n_dims, uint32_t *d
 
     MT_CHECK(idx_read(f, head, need, &got));
     if (got < need)
-        return MT_FAIL(MT_ERR_FORMAT, "MNIST file %s is too short for an IDX %s header: "
-                       "%zu of %zu bytes%s", f->path, kind, got, need, idx_cut_note(f));
+        return MT_FAIL(MT_ERR_FORMAT,
+                       "MNIST file %s is too short for an IDX %s header: "
+                       "%zu of %zu bytes%s",
+                       f->path, kind, got, need, idx_cut_note(f));
     if (be32(head) != magic)
-        return MT_FAIL(MT_ERR_FORMAT, "MNIST file %s: magic number %u (0x%08x), expected %u "
-                       "(IDX %s file)", f->path, be32(head), be32(head), magic, kind);
+        return MT_FAIL(MT_ERR_FORMAT,
+                       "MNIST file %s: magic number %u (0x%08x), expected %u "
+                       "(IDX %s file)",
+                       f->path, be32(head), be32(head), magic, kind);
     for (int d = 0; d < n_dims; d++)
         dims[d] = be32(head + 4 + 4 * d);
     return MT_OK;
@@ -130,16 +134,18 @@ static mt_status idx_check_room(idx_file *f, size_t header, size_t n_bytes)
     if (gzdirect(f->gz)) {
         room = f->file_bytes > (long long)header ? (unsigned long long)f->file_bytes - header : 0;
         if (n_bytes > room)
-            return MT_FAIL(MT_ERR_FORMAT, "MNIST file %s is truncated or its header is corrupt: "
-                           "the header declares %zu data bytes, %llu follow it", f->path,
-                           n_bytes, room);
+            return MT_FAIL(MT_ERR_FORMAT,
+                           "MNIST file %s is truncated or its header is corrupt: "
+                           "the header declares %zu data bytes, %llu follow it",
+                           f->path, n_bytes, room);
         return MT_OK;
     }
     room = (unsigned long long)f->file_bytes * GZIP_MAX_RATIO;
     if (n_bytes > room)
-        return MT_FAIL(MT_ERR_FORMAT, "MNIST file %s: the header declares %zu data bytes, more "
-                       "than a %lld-byte gzip file can hold: corrupt header", f->path, n_bytes,
-                       f->file_bytes);
+        return MT_FAIL(MT_ERR_FORMAT,
+                       "MNIST file %s: the header declares %zu data bytes, more "
+                       "than a %lld-byte gzip file can hold: corrupt header",
+                       f->path, n_bytes, f->file_bytes);
     return MT_OK;
 }
 
@@ -167,19 +173,25 @@ static mt_status idx_payload(idx_file *f, size_t n_bytes, uint8_t **out)
     }
 
     if (got < n_bytes) {
-        st = MT_FAIL(MT_ERR_FORMAT, "MNIST file %s is truncated: %zu of the %zu data bytes "
-                     "its header declares%s", f->path, got, n_bytes, idx_cut_note(f));
+        st = MT_FAIL(MT_ERR_FORMAT,
+                     "MNIST file %s is truncated: %zu of the %zu data bytes "
+                     "its header declares%s",
+                     f->path, got, n_bytes, idx_cut_note(f));
         goto fail;
     }
     MT_CHECK_GOTO(idx_read(f, &extra, 1, &step), st, fail);
     if (step == 0 && *idx_cut_note(f)) {
-        st = MT_FAIL(MT_ERR_FORMAT, "MNIST file %s is truncated: its gzip stream ends without "
-                     "its trailer", f->path);
+        st = MT_FAIL(MT_ERR_FORMAT,
+                     "MNIST file %s is truncated: its gzip stream ends without "
+                     "its trailer",
+                     f->path);
         goto fail;
     }
     if (step != 0) {
-        st = MT_FAIL(MT_ERR_FORMAT, "MNIST file %s has data past the %zu bytes its header "
-                     "declares", f->path, n_bytes);
+        st = MT_FAIL(MT_ERR_FORMAT,
+                     "MNIST file %s has data past the %zu bytes its header "
+                     "declares",
+                     f->path, n_bytes);
         goto fail;
     }
     *out = buf;
@@ -199,13 +211,15 @@ static mt_status mnist_headers(idx_file *img, idx_file *lab, uint32_t *count)
     MT_CHECK(idx_header(img, IDX_IMAGES_MAGIC, 3, idims));
     MT_CHECK(idx_header(lab, IDX_LABELS_MAGIC, 1, ldims));
     if (idims[1] != MNIST_SIDE || idims[2] != MNIST_SIDE)
-        return MT_FAIL(MT_ERR_FORMAT, "MNIST file %s holds %ux%u images, expected 28x28",
-                       img->path, idims[1], idims[2]);
+        return MT_FAIL(MT_ERR_FORMAT, "MNIST file %s holds %ux%u images, expected 28x28", img->path,
+                       idims[1], idims[2]);
     if (idims[0] == 0)
         return MT_FAIL(MT_ERR_FORMAT, "MNIST file %s declares no images", img->path);
     if (idims[0] != ldims[0])
-        return MT_FAIL(MT_ERR_FORMAT, "MNIST files disagree: %s declares %u images, %s %u "
-                       "labels", img->path, idims[0], lab->path, ldims[0]);
+        return MT_FAIL(MT_ERR_FORMAT,
+                       "MNIST files disagree: %s declares %u images, %s %u "
+                       "labels",
+                       img->path, idims[0], lab->path, ldims[0]);
     MT_CHECK(idx_check_room(img, IDX_IMAGES_HEADER, (size_t)idims[0] * 784));
     MT_CHECK(idx_check_room(lab, IDX_LABELS_HEADER, idims[0]));
     *count = idims[0];
@@ -222,8 +236,8 @@ static mt_status mnist_payloads(idx_file *img, idx_file *lab, size_t count, mt_d
     MT_CHECK_GOTO(idx_payload(lab, count, &labels), st, done);
     for (size_t i = 0; i < count; i++) {
         if (labels[i] > 9) {
-            st = MT_FAIL(MT_ERR_FORMAT, "MNIST file %s: label %zu is %d, expected 0..9",
-                         lab->path, i, labels[i]);
+            st = MT_FAIL(MT_ERR_FORMAT, "MNIST file %s: label %zu is %d, expected 0..9", lab->path,
+                         i, labels[i]);
             goto done;
         }
     }

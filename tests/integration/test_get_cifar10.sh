@@ -36,7 +36,8 @@ check "missing archive" 1 "archive $tmp/nope.tar.gz not found" -- \
 head -c 5000 /dev/zero > "$tmp/fake.tar.gz"
 check "md5 mismatch" 1 "expected c58f30108f718f92721af3b95e74349a" -- \
     bash "$script" --dest "$tmp/d1" --archive "$tmp/fake.tar.gz"
-[ ! -e "$tmp/d1/cifar-10-batches-bin" ] || { echo "FAIL md5 mismatch extracted"; fails=$((fails + 1)); }
+[ ! -e "$tmp/d1/cifar-10-batches-bin" ] ||
+    { echo "FAIL md5 mismatch extracted"; fails=$((fails + 1)); }
 
 # No network: stub curl and wget fail the way curl does offline.
 mkdir -p "$tmp/bin"
@@ -45,7 +46,8 @@ cp "$tmp/bin/curl" "$tmp/bin/wget"
 chmod +x "$tmp/bin/curl" "$tmp/bin/wget"
 check "download fails offline" 1 "failed (no network?)" -- \
     env PATH="$tmp/bin:$PATH" bash "$script" --dest "$tmp/d2"
-[ -z "$(ls -A "$tmp/d2")" ] || { echo "FAIL offline run left files in $tmp/d2"; fails=$((fails + 1)); }
+[ -z "$(ls -A "$tmp/d2")" ] ||
+    { echo "FAIL offline run left files in $tmp/d2"; fails=$((fails + 1)); }
 
 # A small archive in the official layout extracts into place (md5 via the hook).
 mkdir -p "$tmp/src/cifar-10-batches-bin"

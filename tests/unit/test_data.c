@@ -5,6 +5,7 @@
  * normalisation and the search for the data directory.
  */
 #define _XOPEN_SOURCE 700
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -14,7 +15,6 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
-#include <dirent.h>
 #include <unistd.h>
 
 #include "mtrain/data.h"
@@ -83,8 +83,8 @@ static void expect_error(mt_status got, mt_status want, const char *needle, cons
     const char *msg = mt_error_message();
 
     if (got != want || !strstr(msg, needle) || (also && !strstr(msg, also)))
-        fprintf(stderr, "expected %s naming '%s'%s%s, got %s: %s\n", mt_status_name(want),
-                needle, also ? " and '" : "", also ? also : "", mt_status_name(got), msg);
+        fprintf(stderr, "expected %s naming '%s'%s%s, got %s: %s\n", mt_status_name(want), needle,
+                also ? " and '" : "", also ? also : "", mt_status_name(got), msg);
     CU_ASSERT_EQUAL(got, want);
     CU_ASSERT_PTR_NOT_NULL(strstr(msg, needle));
     if (also)
@@ -178,8 +178,8 @@ static void test_cifar_matches_raw_bytes(void)
     shared_dir(path, sizeof path, "cifar10/test_batch.bin");
     MT_TEST_OK(mt_cifar_read(path, &ds));
     CU_ASSERT_EQUAL(ds->n, 5000);
-    CU_ASSERT_EQUAL(memcmp(ds->pixels + 3999 * (size_t)3072, raw + 3999 * (size_t)3073 + 1,
-                           3072), 0);
+    CU_ASSERT_EQUAL(memcmp(ds->pixels + 3999 * (size_t)3072, raw + 3999 * (size_t)3073 + 1, 3072),
+                    0);
     CU_ASSERT_EQUAL(ds->pixels[4000 * (size_t)3072], 158);
     free(raw);
     mt_dataset_destroy(&ds);
@@ -187,8 +187,7 @@ static void test_cifar_matches_raw_bytes(void)
 
 static void test_mnist_known_values(void)
 {
-    static const int train_hist[10] = {5923, 6742, 5958, 6131, 5842,
-                                       5421, 5918, 6265, 5851, 5949};
+    static const int train_hist[10] = {5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949};
     static const int test_hist[10] = {980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009};
     char dir[PATH_MAX];
     mt_dataset *train = NULL, *test = NULL;
@@ -266,9 +265,8 @@ static void test_cifar_damaged(void)
 /* Training files are read in numeric order (1, 2, 10), other names ignored. */
 static void test_cifar_file_order(void)
 {
-    static const char *const names[] = {"data_batch_10.bin", "data_batch_2.bin",
-                                        "data_batch_1.bin", "data_batch_x.bin",
-                                        "data_batch_3.bin.bak"};
+    static const char *const names[] = {"data_batch_10.bin", "data_batch_2.bin", "data_batch_1.bin",
+                                        "data_batch_x.bin", "data_batch_3.bin.bak"};
     static const uint8_t labels[] = {9, 2, 1, 5, 6};
     uint8_t rec[3073];
     char tmp[PATH_MAX], path[PATH_MAX];
@@ -619,8 +617,7 @@ static void test_norm_and_gather(void)
     mt_data_gather(ds, &norm, NULL, 0, (int)n, x, labels);
     moments(x, n, 3, 1024, mean, std);
     for (int ch = 0; ch < 3; ch++) {
-        printf("  channel %d after gather: mean %.2e std - 1 %.2e\n", ch, mean[ch],
-               std[ch] - 1.0);
+        printf("  channel %d after gather: mean %.2e std - 1 %.2e\n", ch, mean[ch], std[ch] - 1.0);
         CU_ASSERT(fabs(mean[ch]) < 1e-5);
         CU_ASSERT(fabs(std[ch] - 1.0) < 1e-5);
     }
@@ -635,8 +632,8 @@ static void test_norm_and_gather(void)
     mt_data_gather(ds, &norm, order, 100, 777, x2, labels);
     for (int k = 0; k < 777; k++) {
         CU_ASSERT_EQUAL(labels[k], ds->labels[order[100 + k]]);
-        CU_ASSERT_EQUAL(memcmp(x2 + k * sample, x + order[100 + k] * sample,
-                               sample * sizeof *x), 0);
+        CU_ASSERT_EQUAL(memcmp(x2 + k * sample, x + order[100 + k] * sample, sample * sizeof *x),
+                        0);
     }
     mt_data_gather(ds, &norm, NULL, 0, (int)n, x2, NULL);
     CU_ASSERT_EQUAL(memcmp(x, x2, n * sample * sizeof *x), 0);
@@ -693,10 +690,9 @@ static void test_locate(void)
     expect_error(mt_data_locate(missing, &kind, found, sizeof found), MT_ERR_IO, missing,
                  "get-cifar10.sh");
     kind = MT_DATASET_AUTO;
-    expect_error(mt_data_locate(tmp, &kind, found, sizeof found), MT_ERR_IO, tmp,
-                 "get-cifar10.sh");
-    expect_error(mt_dataset_load(tmp, MT_DATASET_AUTO, 1, &(mt_dataset *){NULL}), MT_ERR_IO,
-                 tmp, "neither CIFAR-10");
+    expect_error(mt_data_locate(tmp, &kind, found, sizeof found), MT_ERR_IO, tmp, "get-cifar10.sh");
+    expect_error(mt_dataset_load(tmp, MT_DATASET_AUTO, 1, &(mt_dataset *){NULL}), MT_ERR_IO, tmp,
+                 "neither CIFAR-10");
     remove_tree(tmp);
 }
 
