@@ -79,55 +79,76 @@ static void dense_w_m(double s, double c, size_t n, int in, int out, const float
     }
 }
 
-/* One tile of output units o0..o0+ob of the DUAL weight solve: form
- * s Lambda'^T for them in bt ([out][n], i.e. column-major n x out), solve
- * with the factor k, then V = beta W + Z^T X and v_b = beta b + Z^T 1. */
-static void dense_w_dual_tile(double s, double beta, size_t n, int in, int out, int o0, int ob,
-                              const float *w, const float *x, const float *lambda,
-                              const double *k, float *r, double *bt, float *zt, float *y)
-{
-    const float *b = w + (size_t)out * in, *src = lambda;
+/* The shared state of a DUAL weight solve. */
+typedef struct {
+    double s, beta;      /* beta = c / (1 + c) */
+    size_t n;
+    int in, out;
+    const float *w, *x, *lambda;
+    const double *k;     /* Cholesky factor of s X~ X~^T + (1 + c) I */
+    const double *xd;    /* x in double, [n][in] */
+    float *r;            /* Lambda' [n][out] (decay > 0 only) */
+    double *bt;          /* s Lambda'^T, then Z^T: [out][n] = column-major n x out */
+    float *y;
+} dual_ctx;
 
-    if (beta > 0.0) {
+/* One tile of output units o0..o0+ob: form s Lambda'^T, solve for Z, then
+ * V = beta W + Z^T X (accumulated in double in vbuf [ob][in], since Z^T X can
+ * cancel strongly) and v_b = beta b + Z^T 1. */
+static void dense_w_dual_tile(const dual_ctx *d, int o0, int ob, double *vbuf)
+{
+    size_t n = d->n;
+    int in = d->in, out = d->out;
+    const float *b = d->w + (size_t)out * in, *src = d->lambda;
+
+    if (d->beta > 0.0) {
         for (size_t i = 0; i < n; i++)
             for (int o = o0; o < o0 + ob; o++)
-                r[i * out + o] = lambda[i * out + o] - (float)beta * b[o];
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, ob, in, (float)-beta, x,
-                    in, w + (size_t)o0 * in, in, 1.0f, r + o0, out);
-        src = r;
+                d->r[i * out + o] = d->lambda[i * out + o] - (float)d->beta * b[o];
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, ob, in, (float)-d->beta,
+                    d->x, in, d->w + (size_t)o0 * in, in, 1.0f, d->r + o0, out);
+        src = d->r;
     }
     for (int o = o0; o < o0 + ob; o++)
         for (size_t i = 0; i < n; i++)
-            bt[(size_t)o * n + i] = s * src[i * out + o];
+            d->bt[(size_t)o * n + i] = d->s * src[i * out + o];
 
-    mt_closed_cholesky_solve_d((int)n, k, ob, bt + (size_t)o0 * n, (int)n);
+    mt_closed_cholesky_solve_d((int)n, d->k, ob, d->bt + (size_t)o0 * n, (int)n);
 
-    for (size_t j = (size_t)o0 * n; j < (size_t)(o0 + ob) * n; j++)
-        zt[j] = (float)bt[j];
-    memcpy(y + (size_t)o0 * in, w + (size_t)o0 * in, (size_t)ob * in * sizeof(float));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ob, in, (int)n, 1.0f,
-                zt + (size_t)o0 * n, (int)n, x, in, (float)beta, y + (size_t)o0 * in, in);
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ob, in, (int)n, 1.0,
+                d->bt + (size_t)o0 * n, (int)n, d->xd, in, 0.0, vbuf, in);
     for (int o = o0; o < o0 + ob; o++) {
+        const double *zo = d->bt + (size_t)o * n;
         double sum = 0.0;
+
+        for (int j = 0; j < in; j++) {
+            size_t at = (size_t)o * in + j;
+            d->y[at] = (float)(d->beta * d->w[at] + vbuf[(size_t)(o - o0) * in + j]);
+        }
         for (size_t i = 0; i < n; i++)
-            sum += bt[(size_t)o * n + i];
-        y[(size_t)out * in + o] = (float)(beta * b[o] + sum);
+            sum += zo[i];
+        d->y[(size_t)out * in + o] = (float)(d->beta * b[o] + sum);
     }
 }
 
 static mt_status dense_w_a_dual(double s, double c, size_t n, int in, int out, const float *w,
                                 const float *x, const float *lambda, float *y)
 {
-    double beta = c / (1.0 + c), *k = NULL, *bt = NULL;
-    float *r = NULL, *zt = NULL;
+    dual_ctx d = {s, c / (1.0 + c), n, in, out, w, x, lambda, NULL, NULL, NULL, NULL, y};
+    double *k = NULL, *xd = NULL;
+    int failed = 0;
     mt_status st;
 
     MT_CHECK_GOTO(mt_alloc_checked((void **)&k, n * n * sizeof(double), "dense K"), st, done);
-    MT_CHECK_GOTO(mt_alloc_checked((void **)&bt, n * out * sizeof(double), "dense Z"), st, done);
-    MT_CHECK_GOTO(mt_alloc_checked((void **)&zt, n * out * sizeof(float), "dense Z"), st, done);
-    if (beta > 0.0)
-        MT_CHECK_GOTO(mt_alloc_checked((void **)&r, n * out * sizeof(float), "dense Lambda'"),
+    MT_CHECK_GOTO(mt_alloc_checked((void **)&xd, n * in * sizeof(double), "dense X"), st, done);
+    MT_CHECK_GOTO(mt_alloc_checked((void **)&d.bt, n * out * sizeof(double), "dense Z"), st,
+                  done);
+    if (d.beta > 0.0)
+        MT_CHECK_GOTO(mt_alloc_checked((void **)&d.r, n * out * sizeof(float), "dense Lambda'"),
                       st, done);
+    for (size_t j = 0; j < n * in; j++)
+        xd[j] = x[j];
+    d.k = k, d.xd = xd;
 
     /* K = s (X X^T + 1 1^T) + (1 + c) I, the n x n system */
     MT_CHECK_GOTO(mt_closed_gemm_tn_d(n, n, in, x, in, 0, x, in, 0, 1, k, n), st, done);
@@ -136,17 +157,29 @@ static mt_status dense_w_a_dual(double s, double c, size_t n, int in, int out, c
             k[i * n + j] = s * (k[i * n + j] + 1.0) + (i == j ? 1.0 + c : 0.0);
     MT_CHECK_GOTO(mt_closed_cholesky_d((int)n, k), st, done);
 
-#pragma omp parallel for schedule(dynamic)
-    for (int t = 0; t < n_tiles(out, OUT_TILE); t++) {
-        int o0 = t * OUT_TILE, ob = out - o0 < OUT_TILE ? out - o0 : OUT_TILE;
-        dense_w_dual_tile(s, beta, n, in, out, o0, ob, w, x, lambda, k, r, bt, zt, y);
+#pragma omp parallel
+    {
+        double *vbuf = mt_alloc((size_t)OUT_TILE * in * sizeof(double));
+
+        if (!vbuf) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(dynamic)
+        for (int t = 0; t < n_tiles(out, OUT_TILE); t++) {
+            int o0 = t * OUT_TILE, ob = out - o0 < OUT_TILE ? out - o0 : OUT_TILE;
+            if (vbuf)
+                dense_w_dual_tile(&d, o0, ob, vbuf);
+        }
+        mt_free(vbuf);
     }
-    st = MT_OK;
+    st = failed ? MT_FAIL(MT_ERR_MEM, "out of memory for the dense solve's tile buffers")
+                : MT_OK;
 done:
     mt_free(k);
-    mt_free(bt);
-    mt_free(zt);
-    mt_free(r);
+    mt_free(xd);
+    mt_free(d.bt);
+    mt_free(d.r);
     return st;
 }
 
