@@ -4,10 +4,11 @@
  * (it takes tens of seconds); build by hand against the library:
  *   cc -O2 -fopenmp -Iinclude -Isrc -I/usr/include/x86_64-linux-gnu/openblas-openmp \
  *      tests/bench/bench_closed.c build/libmtrain_core.a \
- *      -L/usr/lib/x86_64-linux-gnu/openblas-openmp -Wl,-rpath,/usr/lib/x86_64-linux-gnu/openblas-openmp \
- *      -lopenblas -lm -o build/bench_closed
- * Usage: bench_closed [n in out s decay]. The accuracy reference is the
- * NORMAL side, whose products all accumulate in double.
+ *      -L/usr/lib/x86_64-linux-gnu/openblas-openmp \
+ *      -Wl,-rpath,/usr/lib/x86_64-linux-gnu/openblas-openmp -lopenblas -lm -o build/bench_closed
+ * Usage: bench_closed [n in out s decay]. The accuracy reference of the
+ * weight solve is the NORMAL side, whose products all accumulate in double;
+ * the input A solve is timed on both sides and the two compared.
  */
 #include <math.h>
 #include <omp.h>
@@ -76,5 +77,20 @@ int main(int argc, char **argv)
                       w, x, l, yr, 1);
     printf("other side %.3f s (2 threads); relative difference %.3g\n", tr,
            rel_err(y2, yr, np));
+
+    /* the input A problem of the same layer, both sides */
+    mt_subproblem spx = {MT_SUB_A, sp.s, 0.0};
+    float *yx1 = malloc(n * in * 4), *yx2 = malloc(n * in * 4);
+    for (int side = MT_CLOSED_NORMAL; side <= MT_CLOSED_DUAL; side++) {
+        double t0 = mt_time_now();
+        if (mt_dense_solve_x(&spx, side, n, in, out, w, l, side == MT_CLOSED_DUAL ? yx2 : yx1)
+            != MT_OK)
+            return 1;
+        printf("input A, %s side (%d x %d): %.3f s (2 threads)\n",
+               side == MT_CLOSED_DUAL ? "DUAL" : "NORMAL", side == MT_CLOSED_DUAL ? out : in,
+               side == MT_CLOSED_DUAL ? out : in, mt_time_now() - t0);
+    }
+    printf("input A, relative difference between the sides %.3g\n",
+           rel_err(yx1, yx2, n * in));
     return 0;
 }
