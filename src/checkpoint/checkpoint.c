@@ -39,8 +39,7 @@ static mt_status alloc_ids(hid_t **ids, int n)
 }
 
 /* Collective: every group, dataset and attribute, in list order. */
-static mt_status create_layout(hid_t file, const char *tmp, const mt_ckpt_state *st,
-                               hid_t *dsets)
+static mt_status create_layout(hid_t file, const char *tmp, const mt_ckpt_state *st, hid_t *dsets)
 {
     for (int i = 0; i < st->n_tensors; i++)
         MT_CHECK(mt_ckpt_h5_dataset_create(file, tmp, &st->tensors[i], &dsets[i]));
@@ -50,8 +49,7 @@ static mt_status create_layout(hid_t file, const char *tmp, const mt_ckpt_state 
 }
 
 /* Independent: each rank writes the tensors it owns. */
-static mt_status write_owned(int rank, const char *tmp, const mt_ckpt_state *st,
-                             const hid_t *dsets)
+static mt_status write_owned(int rank, const char *tmp, const mt_ckpt_state *st, const hid_t *dsets)
 {
     for (int i = 0; i < st->n_tensors; i++) {
         const mt_ckpt_tensor *t = &st->tensors[i];
@@ -113,8 +111,8 @@ mt_status mt_checkpoint_write(MPI_Comm comm, const char *path, const mt_ckpt_sta
 }
 
 /* Every rank checks every dataset (metadata reads), then the attributes. */
-static mt_status check_layout(hid_t file, const char *path, const mt_ckpt_state *st,
-                              hid_t *dsets, mt_ckpt_attr *attrs)
+static mt_status check_layout(hid_t file, const char *path, const mt_ckpt_state *st, hid_t *dsets,
+                              mt_ckpt_attr *attrs)
 {
     for (int i = 0; i < st->n_tensors; i++)
         MT_CHECK(mt_ckpt_h5_dataset_check(file, path, &st->tensors[i], &dsets[i]));
@@ -137,8 +135,8 @@ static mt_status read_owned(int rank, const char *path, mt_ckpt_state *st, const
 }
 
 /* Collective, on an open file: the same status on every rank. */
-static mt_status read_open_file(MPI_Comm comm, int rank, const char *path, hid_t file,
-                                hid_t *dsets, mt_ckpt_state *st)
+static mt_status read_open_file(MPI_Comm comm, int rank, const char *path, hid_t file, hid_t *dsets,
+                                mt_ckpt_state *st)
 {
     mt_ckpt_attr *attrs;
     mt_status status;

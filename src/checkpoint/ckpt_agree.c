@@ -47,8 +47,9 @@ static mt_status check_name(const char *path, const char *name, size_t cap)
     if (len == cap)
         return MT_FAIL(MT_ERR_ARG, "%s: a tensor name is not NUL-terminated", path);
     if (len == 0 || name[0] == '/' || name[len - 1] == '/' || strstr(name, "//"))
-        return MT_FAIL(MT_ERR_ARG, "%s: tensor name '%s' is not a relative path of non-empty"
-                       " components", path, name);
+        return MT_FAIL(MT_ERR_ARG,
+                       "%s: tensor name '%s' is not a relative path of non-empty components", path,
+                       name);
     return MT_OK;
 }
 
@@ -67,8 +68,8 @@ static mt_status check_tensor(const char *path, const mt_ckpt_tensor *t, int ran
         n *= (size_t)t->dims[d];
     }
     if (n != t->n)
-        return MT_FAIL(MT_ERR_ARG, "%s: tensor %s has n = %zu but its dims hold %zu", path,
-                       t->name, t->n, n);
+        return MT_FAIL(MT_ERR_ARG, "%s: tensor %s has n = %zu but its dims hold %zu", path, t->name,
+                       t->n, n);
     if (t->owner < 0 || t->owner >= size)
         return MT_FAIL(MT_ERR_ARG, "%s: tensor %s is owned by rank %d, outside [0, %d)", path,
                        t->name, t->owner, size);
@@ -86,13 +87,12 @@ static mt_status check_attr(const char *path, const mt_ckpt_attr *a, mt_ckpt_mod
         return MT_FAIL(MT_ERR_ARG, "%s: an attribute name is empty or not NUL-terminated", path);
     if (mode == MT_CKPT_FOR_WRITE && a->is_string &&
         strnlen(a->text, sizeof a->text) == sizeof a->text)
-        return MT_FAIL(MT_ERR_ARG, "%s: string attribute %s is not NUL-terminated", path,
-                       a->name);
+        return MT_FAIL(MT_ERR_ARG, "%s: string attribute %s is not NUL-terminated", path, a->name);
     return MT_OK;
 }
 
-static mt_status check_local(const char *path, const mt_ckpt_state *st, mt_ckpt_mode mode,
-                             int rank, int size)
+static mt_status check_local(const char *path, const mt_ckpt_state *st, mt_ckpt_mode mode, int rank,
+                             int size)
 {
     if (!path || !st)
         return MT_FAIL(MT_ERR_ARG, "checkpoint: NULL path or state");
@@ -151,7 +151,9 @@ mt_status mt_ckpt_validate(MPI_Comm comm, const char *path, const mt_ckpt_state 
     if (MPI_Allreduce(mine, all, 2, MPI_UINT64_T, MPI_MIN, comm) != MPI_SUCCESS)
         return MT_FAIL(MT_ERR_MPI, "%s: MPI_Allreduce of the state digest failed", path);
     if (all[0] != ~all[1])
-        return MT_FAIL(MT_ERR_ARG, "%s: ranks passed different tensor or attribute lists "
-                       "(names, shapes, owners and attribute values must match)", path);
+        return MT_FAIL(MT_ERR_ARG,
+                       "%s: ranks passed different tensor or attribute lists "
+                       "(names, shapes, owners and attribute values must match)",
+                       path);
     return MT_OK;
 }

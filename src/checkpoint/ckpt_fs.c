@@ -58,8 +58,8 @@ mt_status mt_ckpt_fs_probe(const char *path)
     /* H5Fis_hdf5 opens read-only and looks for the superblock signature. */
     is_hdf5 = H5Fis_hdf5(path);
     if (is_hdf5 <= 0)
-        return MT_FAIL(MT_ERR_FORMAT, "%s: not an HDF5 file (no HDF5 signature in its %lld "
-                       "bytes)", path, (long long)sb.st_size);
+        return MT_FAIL(MT_ERR_FORMAT, "%s: not an HDF5 file (no HDF5 signature in its %lld bytes)",
+                       path, (long long)sb.st_size);
     return MT_OK;
 }
 
@@ -86,8 +86,7 @@ mt_status mt_ckpt_fs_publish(const char *tmp, const char *path)
 
     MT_CHECK(sync_path(tmp, 0));
     if (rename(tmp, path) != 0)
-        return MT_FAIL(MT_ERR_IO, "%s: cannot rename %s over it: %s", path, tmp,
-                       strerror(errno));
+        return MT_FAIL(MT_ERR_IO, "%s: cannot rename %s over it: %s", path, tmp, strerror(errno));
 
     /* Make the new directory entry durable too. */
     dir_of(path, dir, sizeof dir);

@@ -41,13 +41,20 @@ static herr_t release(hid_t id)
     if (id < 0)
         return 0;
     switch (H5Iget_type(id)) {
-    case H5I_DATASET: return H5Dclose(id);
-    case H5I_ATTR: return H5Aclose(id);
-    case H5I_DATASPACE: return H5Sclose(id);
-    case H5I_DATATYPE: return H5Tclose(id);
-    case H5I_GENPROP_LST: return H5Pclose(id);
-    case H5I_FILE: return H5Fclose(id);
-    default: return H5Idec_ref(id) < 0 ? -1 : 0;
+    case H5I_DATASET:
+        return H5Dclose(id);
+    case H5I_ATTR:
+        return H5Aclose(id);
+    case H5I_DATASPACE:
+        return H5Sclose(id);
+    case H5I_DATATYPE:
+        return H5Tclose(id);
+    case H5I_GENPROP_LST:
+        return H5Pclose(id);
+    case H5I_FILE:
+        return H5Fclose(id);
+    default:
+        return H5Idec_ref(id) < 0 ? -1 : 0;
     }
 }
 
@@ -131,7 +138,7 @@ mt_status mt_ckpt_h5_dataset_create(hid_t file, const char *path, const mt_ckpt_
 /* Every prefix of the name must exist, so that H5Lexists is well defined. */
 static mt_status check_exists(hid_t file, const char *path, const char *name)
 {
-    char prefix[sizeof ((mt_ckpt_tensor *)0)->name];
+    char prefix[sizeof((mt_ckpt_tensor *)0)->name];
     size_t len = strlen(name);
 
     for (size_t i = 0; i <= len; i++) {
@@ -168,8 +175,8 @@ static mt_status check_shape(hid_t dset, const char *path, const mt_ckpt_tensor 
     int same = ndim == t->ndim;
 
     if (ndim < 0) {
-        mt_status status = MT_CKPT_H5_FAIL(MT_ERR_FORMAT, path, "cannot read the shape of "
-                                           "dataset %s", t->name);
+        mt_status status =
+            MT_CKPT_H5_FAIL(MT_ERR_FORMAT, path, "cannot read the shape of dataset %s", t->name);
         release(space);
         return status;
     }
@@ -195,9 +202,11 @@ static mt_status check_type(hid_t dset, const char *path, const mt_ckpt_tensor *
     release(type);
     if (cls == H5T_FLOAT && size == 4)
         return MT_OK;
-    return MT_FAIL(MT_ERR_FORMAT, "%s: dataset %s has type %s of %zu bytes, expected float32",
-                   path, t->name, cls == H5T_FLOAT ? "float" : cls == H5T_INTEGER ? "integer"
-                                                                                : "non-number",
+    return MT_FAIL(MT_ERR_FORMAT, "%s: dataset %s has type %s of %zu bytes, expected float32", path,
+                   t->name,
+                   cls == H5T_FLOAT     ? "float"
+                   : cls == H5T_INTEGER ? "integer"
+                                        : "non-number",
                    size);
 }
 
@@ -256,8 +265,8 @@ static mt_status read_vlen_string(hid_t attr, hid_t type, const char *path, mt_c
     if (mem < 0 || H5Aread(attr, mem, &value) < 0)
         status = MT_CKPT_H5_FAIL(MT_ERR_FORMAT, path, "cannot read attribute %s", a->name);
     else if (value && strlen(value) >= sizeof a->text)
-        status = MT_FAIL(MT_ERR_FORMAT, "%s: attribute %s is %zu bytes long, at most %zu fit",
-                         path, a->name, strlen(value), sizeof a->text - 1);
+        status = MT_FAIL(MT_ERR_FORMAT, "%s: attribute %s is %zu bytes long, at most %zu fit", path,
+                         a->name, strlen(value), sizeof a->text - 1);
     else
         snprintf(a->text, sizeof a->text, "%s", value ? value : "");
     H5free_memory(value);
@@ -270,8 +279,8 @@ static mt_status read_fixed_string(hid_t attr, hid_t type, const char *path, mt_
     size_t size = H5Tget_size(type);
 
     if (size == 0 || size >= sizeof a->text)
-        return MT_FAIL(MT_ERR_FORMAT, "%s: attribute %s is a string of %zu bytes, at most %zu "
-                       "fit", path, a->name, size, sizeof a->text - 1);
+        return MT_FAIL(MT_ERR_FORMAT, "%s: attribute %s is a string of %zu bytes, at most %zu fit",
+                       path, a->name, size, sizeof a->text - 1);
     if (H5Aread(attr, type, a->text) < 0)
         return MT_CKPT_H5_FAIL(MT_ERR_FORMAT, path, "cannot read attribute %s", a->name);
     a->text[size] = '\0';

@@ -39,7 +39,7 @@ mt_status mt_ckpt_validate(MPI_Comm comm, const char *path, const mt_ckpt_state 
 /* Record `code` with "<path>: <what> (<innermost HDF5 error>)". */
 mt_status mt_ckpt_h5_fail(mt_status code, const char *file, int line, const char *path,
                           const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-#define MT_CKPT_H5_FAIL(code, path, ...)                                       \
+#define MT_CKPT_H5_FAIL(code, path, ...)                                                           \
     mt_ckpt_h5_fail((code), __FILE__, __LINE__, (path), __VA_ARGS__)
 
 /* Collective. Create (truncating) or open read-only `path` with the MPI-IO

@@ -3,8 +3,9 @@
 # MPI checkpoint test with MTRAIN_CKPT_KEEP) must be plain HDF5 to other
 # tools: h5dump shows the groups, float32 contiguous datasets and the
 # attributes, and h5py (tests/torch/read_checkpoint.py) lists exactly the
-# expected datasets with dtype float32. The script itself must reject a
-# float64 dataset, so that its check can fail.
+# expected datasets with dtype float32; a copy whose attributes h5py rewrote
+# as fixed-length strings and int32 reads back in mtrain with equal values.
+# The script itself must reject a float64 dataset, so that its check can fail.
 set -euo pipefail
 : "${MTRAIN_BIN:?set by ctest}" "${MTRAIN_SOURCE_DIR:?set by ctest}"
 
@@ -57,7 +58,28 @@ grep -qx $'@net\tallcnn' "$dir/h5py.txt" || fail "h5py does not read net as a st
 echo "--- h5py"
 cat "$dir/h5py.txt"
 
-# 4. The reader's own check can fail: a float64 dataset is refused.
+# 4. A copy rewritten by h5py (fixed-length strings, int32 epoch) reads
+#    back in mtrain on 4 ranks with the same values.
+cp "$ckpt" "$dir/rewritten.h5"
+"$python" - "$dir/rewritten.h5" <<'PY'
+import sys, h5py, numpy as np
+with h5py.File(sys.argv[1], "r+") as f:
+    for key in ("net", "note", "config"):
+        raw = f.attrs[key].encode()
+        del f.attrs[key]
+        f.attrs.create(key, raw, dtype=h5py.string_dtype("utf-8", max(len(raw), 1)))
+    epoch = int(f.attrs["epoch"])
+    del f.attrs["epoch"]
+    f.attrs.create("epoch", epoch, dtype=np.int32)
+PY
+h5dump -H -a /net "$dir/rewritten.h5" | grep -q 'STRSIZE 6;' || fail "h5py did not write a fixed string"
+if ! MTRAIN_CKPT_CHECK="$dir/rewritten.h5" OMP_NUM_THREADS=1 mpirun -np 4 --oversubscribe \
+        --bind-to none "$helper" >"$dir/check.log" 2>&1; then
+    cat "$dir/check.log"
+    fail "mtrain could not read the copy rewritten by h5py"
+fi
+
+# 5. The reader's own check can fail: a float64 dataset is refused.
 "$python" - "$dir/f64.h5" <<'PY'
 import sys, h5py, numpy as np
 with h5py.File(sys.argv[1], "w") as f:

@@ -8,8 +8,9 @@
  * float32, so no tolerance applies. Expected values are regenerated from the
  * tensor's name, never copied from the buffers that were written.
  *
- * With MTRAIN_CKPT_KEEP=<file> set, the round-trip test also leaves a
- * checkpoint there (used by tests/integration/test_ckpt_h5py.sh).
+ * For tests/integration/test_ckpt_h5py.sh, the round-trip test also leaves
+ * its checkpoint at $MTRAIN_CKPT_KEEP, and reads $MTRAIN_CKPT_CHECK (a copy
+ * rewritten by h5py) expecting the same tensors and attribute values.
  */
 #define _XOPEN_SOURCE 700
 #include <float.h>
@@ -86,8 +87,7 @@ static void expected_values(const char *name, float *x, size_t n)
     }
 }
 
-static void add_tensor(fixture *f, const char *name, int ndim, const int *dims, int owner,
-                       int fill)
+static void add_tensor(fixture *f, const char *name, int ndim, const int *dims, int owner, int fill)
 {
     mt_ckpt_tensor *t = &f->tensors[f->st.n_tensors++];
 
@@ -109,8 +109,14 @@ static void add_tensor(fixture *f, const char *name, int ndim, const int *dims, 
         memset(t->data, 0xff, t->n * sizeof(float)); /* a NaN pattern no tensor holds */
 }
 
-static void add_attr(fixture *f, const char *name, int is_string, int64_t value,
-                     const char *text)
+static void drop_last_tensor(fixture *f)
+{
+    f->st.n_tensors--;
+    mt_free(f->tensors[f->st.n_tensors].data);
+    f->tensors[f->st.n_tensors].data = NULL;
+}
+
+static void add_attr(fixture *f, const char *name, int is_string, int64_t value, const char *text)
 {
     mt_ckpt_attr *a = &f->attrs[f->st.n_attrs++];
 
@@ -193,6 +199,25 @@ static int tensors_untouched(const fixture *f)
     return ok;
 }
 
+/* Every attribute of the suite's list holds the value written. */
+static int attrs_match(fixture *r)
+{
+    fixture want;
+    int ok = 1;
+
+    make_fixture(&want, 1, 0, 1);
+    for (int i = 0; i < want.st.n_attrs; i++) {
+        const mt_ckpt_attr *w = &want.attrs[i], *got = mt_ckpt_attr_find(&r->st, w->name);
+        if (!got || got->is_string != w->is_string || got->value != w->value ||
+            strcmp(got->text, w->text) != 0) {
+            fprintf(stderr, "attribute %s differs on rank %d\n", w->name, rank_of_world());
+            ok = 0;
+        }
+    }
+    free_fixture(&want);
+    return ok;
+}
+
 /* ---- files ---------------------------------------------------------------- */
 
 static char tmp_dir[64];
@@ -257,7 +282,10 @@ static int file_unchanged(const char *path, const unsigned char *bytes, long siz
     return same;
 }
 
-static int exists(const char *path) { return access(path, F_OK) == 0; }
+static int exists(const char *path)
+{
+    return access(path, F_OK) == 0;
+}
 
 /* Expect `got` == `want` on every rank, and the message to name `needle`. */
 static void expect_failure(mt_status got, mt_status want, const char *needle)
@@ -289,7 +317,8 @@ static void test_roundtrip(void)
 {
     char path[128], tmp[140];
     const char *keep = getenv("MTRAIN_CKPT_KEEP");
-    fixture w, r, want;
+    const char *check = getenv("MTRAIN_CKPT_CHECK");
+    fixture w, r;
 
     mt_error_clear();
     make_tmpdir();
@@ -302,23 +331,30 @@ static void test_roundtrip(void)
     if (keep)
         MT_TEST_OK(mt_checkpoint_write(MPI_COMM_WORLD, keep, &w.st));
 
+    /* A successful read leaves the file byte for byte as it was. */
+    long size = -1;
+    unsigned char *before = rank_of_world() == 0 ? slurp(path, &size) : NULL;
     make_fixture(&r, size_of_world(), 0, 0);
     MT_TEST_OK(mt_checkpoint_read(MPI_COMM_WORLD, path, &r.st));
     CU_ASSERT(tensors_match(&r));
+    if (rank_of_world() == 0)
+        CU_ASSERT(before && file_unchanged(path, before, size));
+    free(before);
 
     /* Attributes: every value back, read into a list that held none. */
-    make_fixture(&want, 1, 0, 1);
-    for (int i = 0; i < want.st.n_attrs; i++) {
-        mt_ckpt_attr *got = mt_ckpt_attr_find(&r.st, want.attrs[i].name);
-        CU_ASSERT_PTR_NOT_NULL_FATAL(got);
-        CU_ASSERT_EQUAL(got->is_string, want.attrs[i].is_string);
-        CU_ASSERT_EQUAL(got->value, want.attrs[i].value);
-        CU_ASSERT_STRING_EQUAL(got->text, want.attrs[i].text);
-    }
+    CU_ASSERT(attrs_match(&r));
     CU_ASSERT_PTR_NULL(mt_ckpt_attr_find(&r.st, "no_such_attribute"));
-    free_fixture(&want);
     free_fixture(&w);
     free_fixture(&r);
+
+    /* A file another tool rewrote (see test_ckpt_h5py.sh) reads the same. */
+    if (check) {
+        make_fixture(&r, size_of_world(), 0, 0);
+        MT_TEST_OK(mt_checkpoint_read(MPI_COMM_WORLD, check, &r.st));
+        CU_ASSERT(tensors_match(&r));
+        CU_ASSERT(attrs_match(&r));
+        free_fixture(&r);
+    }
     remove_tmpdir();
 }
 
@@ -397,8 +433,8 @@ static void test_wrong_shape(void)
     make_fixture(&r, size_of_world(), 0, 0);
     r.tensors[2].dims[0] = 72;
     r.tensors[2].dims[1] = 10;
-    snprintf(needle, sizeof needle, "%s: dataset model/classifier.weight has shape [10,72], "
-             "expected [72,10]", path);
+    snprintf(needle, sizeof needle,
+             "%s: dataset model/classifier.weight has shape [10,72], expected [72,10]", path);
     expect_failure(mt_checkpoint_read(MPI_COMM_WORLD, path, &r.st), MT_ERR_FORMAT, needle);
     CU_ASSERT(tensors_untouched(&r));
     CU_ASSERT_EQUAL(mt_ckpt_attr_find(&r.st, "step")->value, 0);
@@ -428,11 +464,11 @@ static void test_missing(void)
     add_tensor(&r, "model/extra.weight", 1, dims, 0, 0);
     expect_failure(mt_checkpoint_read(MPI_COMM_WORLD, path, &r.st), MT_ERR_FORMAT,
                    "dataset model/extra.weight is missing");
-    r.st.n_tensors--;
+    drop_last_tensor(&r);
     add_tensor(&r, "nogroup/deeper/x", 1, dims, 0, 0);
     expect_failure(mt_checkpoint_read(MPI_COMM_WORLD, path, &r.st), MT_ERR_FORMAT,
                    "dataset nogroup/deeper/x is missing");
-    r.st.n_tensors--;
+    drop_last_tensor(&r);
 
     add_attr(&r, "lr_schedule", 1, 0, NULL);
     expect_failure(mt_checkpoint_read(MPI_COMM_WORLD, path, &r.st), MT_ERR_FORMAT,
@@ -559,9 +595,8 @@ static void test_failed_write_keeps_old(void)
     add_tensor(&w, "model/a/b", 1, dims, size_w - 1, 1);
     expect_failure(mt_checkpoint_write(MPI_COMM_WORLD, path, &w.st), MT_ERR_HDF5,
                    "cannot create dataset model/a/b");
-    w.st.n_tensors -= 2;
-    mt_free(w.tensors[w.st.n_tensors].data);
-    mt_free(w.tensors[w.st.n_tensors + 1].data);
+    drop_last_tensor(&w);
+    drop_last_tensor(&w);
 
     /* 3. one rank alone sees a bad list: its owner buffer is missing */
     float *kept = w.tensors[1].data;
