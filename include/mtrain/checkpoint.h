@@ -46,16 +46,30 @@ typedef struct {
 
 /* Collective over comm. Writes `path` (replacing it atomically: the data go
  * to path.tmp, which is renamed over path once closed). Every rank passes
- * the same list; each writes the tensors it owns. */
+ * the same list; each writes the tensors it owns.
+ * Attribute values must be the same on every rank too (they are HDF5
+ * metadata); a list that differs between ranks fails with MT_ERR_ARG.
+ * Returns the same status on every rank: MT_ERR_ARG (bad list), MT_ERR_IO
+ * (directory missing, create/write/sync/rename failed), MT_ERR_HDF5 (a
+ * dataset or attribute could not be created); on failure path.tmp is
+ * removed and an existing `path` is left as it was. A rank that did not
+ * fail itself records "rank R: <message of the lowest failing rank>".
+ * Not thread safe (HDF5 is not); turns HDF5's automatic error printing off. */
 mt_status mt_checkpoint_write(MPI_Comm comm, const char *path, const mt_ckpt_state *st);
 
 /* Collective over comm. Reads every tensor into the owner's buffer (shapes
  * must match exactly, else MT_ERR_FORMAT naming the file and the tensor) and
  * fills the value of every attribute named in st->attrs (missing ones fail).
- * Never modifies the file. */
+ * Never modifies the file. Returns the same status on every rank: MT_ERR_IO
+ * (missing or unreadable file), MT_ERR_FORMAT (not HDF5, truncated, dataset
+ * missing / not float32 / other shape, attribute missing / other kind /
+ * longer than 4095 bytes), MT_ERR_ARG (bad or differing lists). Datasets and
+ * attributes are all checked before any buffer is written, so a format
+ * error leaves the buffers and st->attrs as they were (an I/O error while
+ * reading data may leave some owner buffers filled). */
 mt_status mt_checkpoint_read(MPI_Comm comm, const char *path, mt_ckpt_state *st);
 
-/* Lookup helpers on an attribute list. */
+/* The attribute called `name` in st->attrs, or NULL. Local, no MPI. */
 mt_ckpt_attr *mt_ckpt_attr_find(mt_ckpt_state *st, const char *name);
 
 #endif
