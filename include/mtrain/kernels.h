@@ -124,6 +124,16 @@ void mt_im2col(const mt_conv_geom *g, const float *x, float *col);
  * positions (x is overwritten), added in the order of col's rows. Serial. */
 void mt_col2im(const mt_conv_geom *g, const float *col, float *x);
 
+/* The same restricted to the output rows [oy0, oy0 + noy): col has
+ * (noy ow) columns. mt_col2im_rows adds into x (not cleared first). */
+void mt_im2col_rows(const mt_conv_geom *g, const float *x, int oy0, int noy, float *col);
+void mt_col2im_rows(const mt_conv_geom *g, const float *col, int oy0, int noy, float *x);
+
+/* Output rows per chunk of the column matrix, so that a chunk (c k k rows
+ * by chunk ow columns) stays within about 512 KiB and in the core's cache
+ * while its gemm runs. Depends on the geometry only. */
+int mt_conv_chunk_rows(const mt_conv_geom *g);
+
 /* ---- pooling (one sample, serial) ------------------------------------------ */
 
 /* Non-overlapping average pooling with window k on x[c][h][w] (floor mode):

@@ -62,9 +62,20 @@ static void im2col_row(const mt_conv_geom *g, const float *xc, int ki, int kj, i
     memset(dst + hi, 0, sizeof(float) * (g->ow - hi));
 }
 
-void mt_im2col(const mt_conv_geom *g, const float *x, float *col)
+int mt_conv_chunk_rows(const mt_conv_geom *g)
 {
-    int k = g->k, n_cols = mt_conv_cols(g);
+    size_t budget = 128 * 1024; /* floats: 512 KiB */
+    size_t per_row = (size_t)mt_conv_rows(g) * g->ow;
+    size_t rows = budget / per_row;
+
+    if (rows < 1)
+        rows = 1;
+    return rows > (size_t)g->oh ? g->oh : (int)rows;
+}
+
+void mt_im2col_rows(const mt_conv_geom *g, const float *x, int oy0, int noy, float *col)
+{
+    int k = g->k, n_cols = noy * g->ow;
 
     for (int ci = 0; ci < g->c; ci++) {
         const float *xc = x + (size_t)ci * g->h * g->w;
@@ -73,17 +84,16 @@ void mt_im2col(const mt_conv_geom *g, const float *x, float *col)
                 float *row = col + ((size_t)(ci * k + ki) * k + kj) * n_cols;
                 int lo, hi;
                 valid_cols(g, kj, &lo, &hi);
-                for (int oy = 0; oy < g->oh; oy++)
-                    im2col_row(g, xc, ki, kj, oy, lo, hi, row + (size_t)oy * g->ow);
+                for (int r = 0; r < noy; r++)
+                    im2col_row(g, xc, ki, kj, oy0 + r, lo, hi, row + (size_t)r * g->ow);
             }
     }
 }
 
-void mt_col2im(const mt_conv_geom *g, const float *col, float *x)
+void mt_col2im_rows(const mt_conv_geom *g, const float *col, int oy0, int noy, float *x)
 {
-    int k = g->k, s = g->stride, n_cols = mt_conv_cols(g);
+    int k = g->k, s = g->stride, n_cols = noy * g->ow;
 
-    memset(x, 0, sizeof(float) * (size_t)g->c * g->h * g->w);
     for (int ci = 0; ci < g->c; ci++) {
         float *xc = x + (size_t)ci * g->h * g->w;
         for (int ki = 0; ki < k; ki++)
@@ -91,15 +101,26 @@ void mt_col2im(const mt_conv_geom *g, const float *col, float *x)
                 const float *row = col + ((size_t)(ci * k + ki) * k + kj) * n_cols;
                 int lo, hi;
                 valid_cols(g, kj, &lo, &hi);
-                for (int oy = 0; oy < g->oh; oy++) {
-                    int iy = oy * s - g->pad + ki;
+                for (int r = 0; r < noy; r++) {
+                    int iy = (oy0 + r) * s - g->pad + ki;
                     if (iy < 0 || iy >= g->h)
                         continue;
                     float *dst = xc + (size_t)iy * g->w - g->pad + kj;
-                    const float *src = row + (size_t)oy * g->ow;
+                    const float *src = row + (size_t)r * g->ow;
                     for (int ox = lo; ox < hi; ox++)
                         dst[ox * s] += src[ox];
                 }
             }
     }
+}
+
+void mt_im2col(const mt_conv_geom *g, const float *x, float *col)
+{
+    mt_im2col_rows(g, x, 0, g->oh, col);
+}
+
+void mt_col2im(const mt_conv_geom *g, const float *col, float *x)
+{
+    memset(x, 0, sizeof(float) * (size_t)g->c * g->h * g->w);
+    mt_col2im_rows(g, col, 0, g->oh, x);
 }
