@@ -51,8 +51,8 @@ static int bench_op(const char *label, mt_op *op, int threads, int reps)
     double gf = op->flops * BATCH / 1e9, total = best[0] + best[1] + best[2];
     printf("%-28s %d thr: fwd %7.2f ms (%5.1f GF/s)  vjp_x %7.2f ms (%5.1f)  "
            "vjp_w %7.2f ms (%5.1f)  total %7.2f ms (%5.1f GF/s)\n",
-           label, threads, 1e3 * best[0], gf / best[0], 1e3 * best[1], gf / best[1],
-           1e3 * best[2], gf / best[2], 1e3 * total, 3 * gf / total);
+           label, threads, 1e3 * best[0], gf / best[0], 1e3 * best[1], gf / best[1], 1e3 * best[2],
+           gf / best[2], 1e3 * total, 3 * gf / total);
     mt_free(w), mt_free(x), mt_free(dy), mt_free(y), mt_free(dx), mt_free(dw);
     return 0;
 }
@@ -60,19 +60,20 @@ static int bench_op(const char *label, mt_op *op, int threads, int reps)
 static void bench_sgemm(int threads, int reps)
 {
     int m = 2048;
-    float *a = filled((size_t)m * m, 7), *b = filled((size_t)m * m, 8), *c = filled((size_t)m * m, 9);
+    float *a = filled((size_t)m * m, 7), *b = filled((size_t)m * m, 8),
+          *c = filled((size_t)m * m, 9);
     double best = 1e30;
 
     omp_set_num_threads(threads);
     for (int r = 0; r <= reps; r++) {
         double t = mt_time_now();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, m, m, 1.0f, a, m, b, m, 0.0f,
-                    c, m);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, m, m, 1.0f, a, m, b, m, 0.0f, c,
+                    m);
         t = mt_time_now() - t;
         best = r > 0 && t < best ? t : best;
     }
-    printf("%-28s %d thr: %7.2f ms, %5.1f GF/s\n", "sgemm 2048^3 (reference)", threads,
-           1e3 * best, 2.0 * m * m * m / best / 1e9);
+    printf("%-28s %d thr: %7.2f ms, %5.1f GF/s\n", "sgemm 2048^3 (reference)", threads, 1e3 * best,
+           2.0 * m * m * m / best / 1e9);
     mt_free(a), mt_free(b), mt_free(c);
 }
 

@@ -60,8 +60,8 @@ int mt_gemm_tile(int dim);
  *   C[m][n] = alpha op(A)[m][k] op(B)[k][n] + beta C.
  * Call it from inside an OpenMP region (or with one thread) so that OpenBLAS
  * does not thread it. k == 0 gives C = beta C. */
-void mt_sgemm(mt_trans ta, mt_trans tb, int m, int n, int k, float alpha, const float *a,
-              int lda, const float *b, int ldb, float beta, float *c, int ldc);
+void mt_sgemm(mt_trans ta, mt_trans tb, int m, int n, int k, float alpha, const float *a, int lda,
+              const float *b, int ldb, float beta, float *c, int ldc);
 
 /* Row-major C[m][n] = alpha op(A) op(B) + beta C as a grid of tiles of
  * tile_m x tile_n (edge tiles smaller), one single-threaded sgemm each,
@@ -77,9 +77,8 @@ void mt_gemm_tiled(mt_trans ta, mt_trans tb, int m, int n, int k, float alpha, c
  * over tiles; a last partial row block is run padded to MT_BLOCK rows in
  * `ws` so that every sgemm has the same shape. Row i of C depends only on
  * row i of A (and C), B, and i mod MT_BLOCK. */
-mt_status mt_gemm_batch(int rows, int n, int k, float alpha, const float *a, int lda,
-                        mt_trans tb, const float *b, int ldb, float beta, float *c, int ldc,
-                        mt_scratch *ws);
+mt_status mt_gemm_batch(int rows, int n, int k, float alpha, const float *a, int lda, mt_trans tb,
+                        const float *b, int ldb, float beta, float *c, int ldc, mt_scratch *ws);
 
 /* ---- elementwise and reductions ------------------------------------------ */
 
@@ -109,8 +108,14 @@ typedef struct {
 mt_status mt_conv_geom_make(int c, int h, int w, int k, int stride, int pad, mt_conv_geom *g);
 
 /* Rows of the column matrix (c k k) and its columns (oh ow). */
-static inline int mt_conv_rows(const mt_conv_geom *g) { return g->c * g->k * g->k; }
-static inline int mt_conv_cols(const mt_conv_geom *g) { return g->oh * g->ow; }
+static inline int mt_conv_rows(const mt_conv_geom *g)
+{
+    return g->c * g->k * g->k;
+}
+static inline int mt_conv_cols(const mt_conv_geom *g)
+{
+    return g->oh * g->ow;
+}
 /* 1 when im2col is the identity (1x1 kernel, stride 1, no padding). */
 static inline int mt_conv_is_pointwise(const mt_conv_geom *g)
 {

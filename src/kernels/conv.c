@@ -11,11 +11,11 @@ mt_status mt_conv_geom_make(int c, int h, int w, int k, int stride, int pad, mt_
     if (c <= 0 || h <= 0 || w <= 0)
         return MT_FAIL(MT_ERR_ARG, "conv input shape (%d, %d, %d) must be positive", c, h, w);
     if (k <= 0 || stride <= 0 || pad < 0)
-        return MT_FAIL(MT_ERR_ARG, "conv kernel %d, stride %d, padding %d out of range", k,
-                       stride, pad);
+        return MT_FAIL(MT_ERR_ARG, "conv kernel %d, stride %d, padding %d out of range", k, stride,
+                       pad);
     if (h + 2 * pad < k || w + 2 * pad < k)
-        return MT_FAIL(MT_ERR_ARG, "conv kernel %d larger than padded input %dx%d", k,
-                       h + 2 * pad, w + 2 * pad);
+        return MT_FAIL(MT_ERR_ARG, "conv kernel %d larger than padded input %dx%d", k, h + 2 * pad,
+                       w + 2 * pad);
     g->c = c;
     g->h = h;
     g->w = w;

@@ -8,12 +8,18 @@
 
 #include "mtrain/kernels.h"
 
-int mt_gemm_tile(int dim) { return dim <= 768 ? dim : 512; }
+int mt_gemm_tile(int dim)
+{
+    return dim <= 768 ? dim : 512;
+}
 
-static CBLAS_TRANSPOSE cblas_trans(mt_trans t) { return t == MT_TRANS ? CblasTrans : CblasNoTrans; }
+static CBLAS_TRANSPOSE cblas_trans(mt_trans t)
+{
+    return t == MT_TRANS ? CblasTrans : CblasNoTrans;
+}
 
-void mt_sgemm(mt_trans ta, mt_trans tb, int m, int n, int k, float alpha, const float *a,
-              int lda, const float *b, int ldb, float beta, float *c, int ldc)
+void mt_sgemm(mt_trans ta, mt_trans tb, int m, int n, int k, float alpha, const float *a, int lda,
+              const float *b, int ldb, float beta, float *c, int ldc)
 {
     if (m <= 0 || n <= 0)
         return;
@@ -46,8 +52,8 @@ void mt_gemm_tiled(mt_trans ta, mt_trans tb, int m, int n, int k, float alpha, c
         int i0 = (u / n_tn) * tile_m, j0 = (u % n_tn) * tile_n;
         int mi = m - i0 < tile_m ? m - i0 : tile_m;
         int nj = n - j0 < tile_n ? n - j0 : tile_n;
-        mt_sgemm(ta, tb, mi, nj, k, alpha, op_at(a, lda, ta, i0, 0), lda,
-                 op_at(b, ldb, tb, 0, j0), ldb, beta, c + (size_t)i0 * ldc + j0, ldc);
+        mt_sgemm(ta, tb, mi, nj, k, alpha, op_at(a, lda, ta, i0, 0), lda, op_at(b, ldb, tb, 0, j0),
+                 ldb, beta, c + (size_t)i0 * ldc + j0, ldc);
     }
 }
 
@@ -71,9 +77,8 @@ static void padded_block(int r0, int rows, int nc, int k, float alpha, const flo
         memcpy(c + (size_t)(r0 + i) * ldc, pc + (size_t)i * nc, sizeof(float) * nc);
 }
 
-mt_status mt_gemm_batch(int rows, int n, int k, float alpha, const float *a, int lda,
-                        mt_trans tb, const float *b, int ldb, float beta, float *c, int ldc,
-                        mt_scratch *ws)
+mt_status mt_gemm_batch(int rows, int n, int k, float alpha, const float *a, int lda, mt_trans tb,
+                        const float *b, int ldb, float beta, float *c, int ldc, mt_scratch *ws)
 {
     if (rows <= 0 || n <= 0)
         return MT_OK;

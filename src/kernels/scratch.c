@@ -24,4 +24,7 @@ void mt_scratch_free(mt_scratch *s)
     s->n_bytes = 0;
 }
 
-int mt_kernel_threads(void) { return omp_get_max_threads(); }
+int mt_kernel_threads(void)
+{
+    return omp_get_max_threads();
+}

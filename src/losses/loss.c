@@ -29,8 +29,8 @@ mt_status mt_loss_check_args(const mt_loss *loss, int n, int n_total, double s, 
     const char *kind = loss->vt->kind;
 
     if (n < 0 || n > n_total || (n > 0 && n_total <= 0))
-        return MT_FAIL(MT_ERR_ARG, "%s loss: micro-batch of %d samples in a batch of %d", kind,
-                       n, n_total);
+        return MT_FAIL(MT_ERR_ARG, "%s loss: micro-batch of %d samples in a batch of %d", kind, n,
+                       n_total);
     if (!(s >= 0.0) || !isfinite(s))
         return MT_FAIL(MT_ERR_ARG, "%s loss: step s = %g must be finite and >= 0", kind, s);
     if (n > 0 && (!x || !targets || !out))

@@ -6,8 +6,8 @@
  */
 #include "loss_impl.h"
 
-static mt_status square_value(mt_loss *loss, int n, const float *x, const void *targets,
-                              float *l, int *correct)
+static mt_status square_value(mt_loss *loss, int n, const float *x, const void *targets, float *l,
+                              int *correct)
 {
     const float *t = targets;
     size_t d = mt_shape_size(loss->in);
@@ -26,8 +26,8 @@ static mt_status square_value(mt_loss *loss, int n, const float *x, const void *
     return MT_OK;
 }
 
-static mt_status square_grad(mt_loss *loss, int n, int n_total, const float *x,
-                             const void *targets, float *g)
+static mt_status square_grad(mt_loss *loss, int n, int n_total, const float *x, const void *targets,
+                             float *g)
 {
     const float *t = targets;
     size_t total = mt_shape_size(loss->in) * (size_t)(n > 0 ? n : 0);
@@ -68,8 +68,8 @@ static const mt_loss_vtable square_vtable = {
 mt_status mt_loss_square_create(mt_shape in, mt_loss **loss)
 {
     if (in.c <= 0 || in.h <= 0 || in.w <= 0)
-        return MT_FAIL(MT_ERR_ARG, "square loss: shape (%d, %d, %d) must be positive", in.c,
-                       in.h, in.w);
+        return MT_FAIL(MT_ERR_ARG, "square loss: shape (%d, %d, %d) must be positive", in.c, in.h,
+                       in.w);
     MT_CHECK(mt_loss_alloc(&square_vtable, in, 0, 0, loss));
     return MT_OK;
 }

@@ -52,8 +52,8 @@ static int argmax_first(int C, const float *x)
     return best;
 }
 
-static mt_status xent_value(mt_loss *loss, int n, const float *x, const void *targets,
-                            float *l, int *correct)
+static mt_status xent_value(mt_loss *loss, int n, const float *x, const void *targets, float *l,
+                            int *correct)
 {
     const int32_t *labels = targets;
     int C = loss->n_classes;
@@ -74,8 +74,8 @@ static mt_status xent_value(mt_loss *loss, int n, const float *x, const void *ta
     return MT_OK;
 }
 
-static mt_status xent_grad(mt_loss *loss, int n, int n_total, const float *x,
-                           const void *targets, float *g)
+static mt_status xent_grad(mt_loss *loss, int n, int n_total, const float *x, const void *targets,
+                           float *g)
 {
     const int32_t *labels = targets;
     int C = loss->n_classes;
@@ -182,7 +182,8 @@ static void sub_solve(xent_sub *sb, double tol, double *y, int *iters, double *r
         it++;
     }
     *iters = it;
-    *residual = g0 > 0.0 ? gn / g0 : 0.0;
+    /* NaN when the logits were not finite (g0 is NaN then). */
+    *residual = g0 > 0.0 ? gn / g0 : (g0 == 0.0 ? 0.0 : NAN);
 }
 
 static mt_status xent_prox(mt_loss *loss, double s, int n, int n_total, const float *x,
@@ -206,12 +207,13 @@ static mt_status xent_prox(mt_loss *loss, double s, int n, int n_total, const fl
         sb.x = x + (size_t)C * i;
         sb.label = labels[i];
         sub_solve(&sb, tol, yd, &it, &res);
-        for (int j = 0; j < C; j++) {
-            if (!isfinite(yd[j]))
-                return MT_FAIL(MT_ERR_NUMERIC, "cross-entropy prox: non-finite result for "
-                                               "sample %d (non-finite logits?)", i);
+        if (!isfinite(res))
+            return MT_FAIL(MT_ERR_NUMERIC,
+                           "cross-entropy prox: non-finite values for sample %d"
+                           " (non-finite logits?)",
+                           i);
+        for (int j = 0; j < C; j++)
             y[(size_t)C * i + j] = (float)yd[j];
-        }
         max_it = it > max_it ? it : max_it;
         max_res = res > max_res ? res : max_res;
     }
@@ -243,7 +245,7 @@ mt_status mt_loss_xent_create(int n_classes, mt_loss **loss)
 {
     if (n_classes < 2)
         return MT_FAIL(MT_ERR_ARG, "cross-entropy needs at least 2 classes, got %d", n_classes);
-    MT_CHECK(mt_loss_alloc(&xent_vtable, mt_shape_vec(n_classes), n_classes, sizeof(xent_priv),
-                           loss));
+    MT_CHECK(
+        mt_loss_alloc(&xent_vtable, mt_shape_vec(n_classes), n_classes, sizeof(xent_priv), loss));
     return MT_OK;
 }

@@ -22,8 +22,8 @@ static mt_status avgpool_forward(mt_op *op, const float *w, int n, const float *
     return MT_OK;
 }
 
-static mt_status avgpool_vjp_x(mt_op *op, const float *w, int n, const float *x,
-                               const float *dy, float *dx)
+static mt_status avgpool_vjp_x(mt_op *op, const float *w, int n, const float *x, const float *dy,
+                               float *dx)
 {
     int k = ((avgpool_priv *)op->priv)->k;
     mt_shape in = op->in;
@@ -38,8 +38,8 @@ static mt_status avgpool_vjp_x(mt_op *op, const float *w, int n, const float *x,
 }
 
 /* Linear: J v = pool(v). */
-static mt_status avgpool_jvp_x(mt_op *op, const float *w, int n, const float *x,
-                               const float *vx, float *vy)
+static mt_status avgpool_jvp_x(mt_op *op, const float *w, int n, const float *x, const float *vx,
+                               float *vy)
 {
     (void)x;
     MT_CHECK(avgpool_forward(op, w, n, vx, vy));

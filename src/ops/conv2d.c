@@ -67,8 +67,8 @@ static col_view conv_cols(const conv_priv *p, const float *xi, int oy0, int noy,
 }
 
 /* y_i = W col(x_i) (+ bias when not NULL); work units are (sample, chunk). */
-static mt_status conv_apply(mt_op *op, const float *wt, const float *bias, int n,
-                            const float *x, float *y)
+static mt_status conv_apply(mt_op *op, const float *wt, const float *bias, int n, const float *x,
+                            float *y)
 {
     conv_priv *p = op->priv;
     int rows = mt_conv_rows(&p->g), cols = mt_conv_cols(&p->g), oc = p->out_c;
@@ -84,8 +84,7 @@ static mt_status conv_apply(mt_op *op, const float *wt, const float *bias, int n
         col_view cv = conv_cols(p, x + in_sz * i, oy0, noy, colbuf);
         float *yi = y + out_sz * i + (size_t)oy0 * p->g.ow;
 
-        mt_sgemm(MT_NOTRANS, MT_NOTRANS, oc, nq, rows, 1.0f, wt, rows, cv.p, cv.ld, 0.0f, yi,
-                 cols);
+        mt_sgemm(MT_NOTRANS, MT_NOTRANS, oc, nq, rows, 1.0f, wt, rows, cv.p, cv.ld, 0.0f, yi, cols);
         for (int o = 0; bias && o < oc; o++)
             for (int j = 0; j < nq; j++)
                 yi[(size_t)o * cols + j] += bias[o];

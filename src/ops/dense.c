@@ -17,13 +17,13 @@ typedef struct {
 } dense_priv;
 
 /* y = x W^T (+ bias when not NULL). */
-static mt_status dense_apply(mt_op *op, const float *wt, const float *bias, int n,
-                             const float *x, float *y)
+static mt_status dense_apply(mt_op *op, const float *wt, const float *bias, int n, const float *x,
+                             float *y)
 {
     dense_priv *p = op->priv;
 
-    MT_CHECK(mt_gemm_batch(n, p->out, p->in, 1.0f, x, p->in, MT_TRANS, wt, p->in, 0.0f, y,
-                           p->out, &p->pad));
+    MT_CHECK(mt_gemm_batch(n, p->out, p->in, 1.0f, x, p->in, MT_TRANS, wt, p->in, 0.0f, y, p->out,
+                           &p->pad));
     if (bias)
         mt_add_row_bias(n, p->out, bias, y, p->out);
     return MT_OK;

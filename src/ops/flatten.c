@@ -11,16 +11,16 @@ static mt_status flatten_forward(mt_op *op, const float *w, int n, const float *
     return MT_OK;
 }
 
-static mt_status flatten_vjp_x(mt_op *op, const float *w, int n, const float *x,
-                               const float *dy, float *dx)
+static mt_status flatten_vjp_x(mt_op *op, const float *w, int n, const float *x, const float *dy,
+                               float *dx)
 {
     (void)x;
     MT_CHECK(flatten_forward(op, w, n, dy, dx));
     return MT_OK;
 }
 
-static mt_status flatten_jvp_x(mt_op *op, const float *w, int n, const float *x,
-                               const float *vx, float *vy)
+static mt_status flatten_jvp_x(mt_op *op, const float *w, int n, const float *x, const float *vx,
+                               float *vy)
 {
     (void)x;
     MT_CHECK(flatten_forward(op, w, n, vx, vy));
@@ -41,8 +41,7 @@ mt_status mt_op_flatten_create(const char *name, mt_shape in, mt_op **op)
     if (in.c <= 0 || in.h <= 0 || in.w <= 0)
         return MT_FAIL(MT_ERR_ARG, "flatten op '%s': shape (%d, %d, %d) must be positive",
                        name ? name : "", in.c, in.h, in.w);
-    MT_CHECK(mt_op_alloc(&flatten_vtable, name, in, mt_shape_vec((int)mt_shape_size(in)), 0,
-                         op));
+    MT_CHECK(mt_op_alloc(&flatten_vtable, name, in, mt_shape_vec((int)mt_shape_size(in)), 0, op));
     (*op)->is_affine = 1;
     return MT_OK;
 }

@@ -48,8 +48,8 @@ mt_status mt_op_check_args(const mt_op *op, const float *w, int n, const void *a
                            const void *c)
 {
     if (n < 0)
-        return MT_FAIL(MT_ERR_ARG, "op '%s' (%s): negative batch size %d", op->name,
-                       op->vt->kind, n);
+        return MT_FAIL(MT_ERR_ARG, "op '%s' (%s): negative batch size %d", op->name, op->vt->kind,
+                       n);
     if (n > 0 && (!a || !b || !c || (op->n_params > 0 && !w)))
         return MT_FAIL(MT_ERR_ARG, "op '%s' (%s): NULL array", op->name, op->vt->kind);
     return MT_OK;

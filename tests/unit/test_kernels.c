@@ -29,9 +29,9 @@ static float op_el(const float *m, int ld, mt_trans t, int i, int j)
 /* Largest |c - ref| / sum_k |alpha a_ik b_kj| + |beta c0|: the error relative
  * to the sum of absolute terms, which float accumulation of k terms keeps
  * below about k u in the worst case and sqrt(k) u typically (u = 6e-8). */
-static double gemm_err(mt_trans ta, mt_trans tb, int m, int n, int k, float alpha,
-                       const float *a, int lda, const float *b, int ldb, float beta,
-                       const float *c0, const float *c, int ldc)
+static double gemm_err(mt_trans ta, mt_trans tb, int m, int n, int k, float alpha, const float *a,
+                       int lda, const float *b, int ldb, float beta, const float *c0,
+                       const float *c, int ldc)
 {
     double worst = 0.0;
     for (int i = 0; i < m; i++)
@@ -122,17 +122,17 @@ static void test_gemm_threads_bitwise(void)
 {
     int rows = 77, n = 1100, k = 300, saved = omp_get_max_threads();
     mt_scratch ws = {0};
-    float *a = falloc(rows * k), *b = falloc(n * k), *c1 = falloc(rows * n),
-          *c2 = falloc(rows * n), *g1 = falloc(n * k), *g2 = falloc(n * k);
+    float *a = falloc(rows * k), *b = falloc(n * k), *c1 = falloc(rows * n), *c2 = falloc(rows * n),
+          *g1 = falloc(n * k), *g2 = falloc(n * k);
 
     mt_test_fill(a, (size_t)rows * k, -1, 1, 9);
     mt_test_fill(b, (size_t)n * k, -1, 1, 10);
     for (int t = 1; t <= 2; t++) {
         omp_set_num_threads(t);
-        MT_TEST_OK(mt_gemm_batch(rows, n, k, 1.0f, a, k, MT_TRANS, b, k, 0.0f, t == 1 ? c1 : c2,
-                                 n, &ws));
-        mt_gemm_tiled(MT_TRANS, MT_NOTRANS, n, k, rows, 1.0f, c1, n, a, k, 0.0f,
-                      t == 1 ? g1 : g2, k, mt_gemm_tile(n), mt_gemm_tile(k));
+        MT_TEST_OK(
+            mt_gemm_batch(rows, n, k, 1.0f, a, k, MT_TRANS, b, k, 0.0f, t == 1 ? c1 : c2, n, &ws));
+        mt_gemm_tiled(MT_TRANS, MT_NOTRANS, n, k, rows, 1.0f, c1, n, a, k, 0.0f, t == 1 ? g1 : g2,
+                      k, mt_gemm_tile(n), mt_gemm_tile(k));
     }
     omp_set_num_threads(saved);
     CU_ASSERT(memcmp(c1, c2, sizeof(float) * rows * n) == 0);

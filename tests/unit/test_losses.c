@@ -156,8 +156,8 @@ static void test_xent_prox(void)
         MT_TEST_OK(loss->vt->prox(loss, steps[t], NS, N_TOTAL, x, labels, 1e-7, y, &rep));
         for (int i = 0; i < NS; i++)
             worst = fmax(worst, xent_prox_residual(x + C * i, labels[i], y + C * i, c));
-        printf("      xent prox s=%g: %d Newton steps, residual %.1e (float y: %.1e)\n",
-               steps[t], rep.iterations, rep.residual, worst);
+        printf("      xent prox s=%g: %d Newton steps, residual %.1e (float y: %.1e)\n", steps[t],
+               rep.iterations, rep.residual, worst);
         CU_ASSERT(rep.iterations >= 1 && rep.iterations <= 50);
         CU_ASSERT(rep.residual <= 1e-7);
         CU_ASSERT(worst <= 1e-5);
@@ -226,6 +226,9 @@ static void test_loss_errors(void)
     CU_ASSERT_EQUAL(loss->vt->grad(loss, 2, 1, x, &ok, y), MT_ERR_ARG);
     CU_ASSERT_EQUAL(loss->vt->prox(loss, -1.0, 1, 1, x, &ok, 1e-7, y, NULL), MT_ERR_ARG);
     MT_TEST_OK(loss->vt->prox(loss, 1.0, 1, 1, x, &ok, 1e-7, y, NULL)); /* report optional */
+    x[2] = INFINITY;
+    CU_ASSERT_EQUAL(loss->vt->prox(loss, 1.0, 1, 1, x, &ok, 1e-7, y, NULL), MT_ERR_NUMERIC);
+    x[2] = 0.0f;
     mt_loss_destroy(&loss);
     MT_TEST_OK(mt_loss_square_create(s, &loss));
     CU_ASSERT_EQUAL(loss->vt->grad(loss, 1, 1, x, NULL, y), MT_ERR_ARG);

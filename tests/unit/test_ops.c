@@ -76,8 +76,7 @@ typedef struct {
     double adj, fd;
 } deriv_result;
 
-static deriv_result check_input(mt_op *op, int n, const float *w, const float *x,
-                                uint64_t seed)
+static deriv_result check_input(mt_op *op, int n, const float *w, const float *x, uint64_t seed)
 {
     size_t nx = mt_shape_size(op->in) * n, ny = mt_shape_size(op->out) * n;
     float *vx = falloc(nx), *dy = falloc(ny), *jv = falloc(ny), *jt = falloc(nx);
@@ -103,8 +102,7 @@ static deriv_result check_input(mt_op *op, int n, const float *w, const float *x
     return r;
 }
 
-static deriv_result check_weights(mt_op *op, int n, const float *w, const float *x,
-                                  uint64_t seed)
+static deriv_result check_weights(mt_op *op, int n, const float *w, const float *x, uint64_t seed)
 {
     size_t np = op->n_params, ny = mt_shape_size(op->out) * n;
     float *vw = falloc(np), *dy = falloc(ny), *jv = falloc(ny), *jt = falloc(np);
@@ -192,7 +190,7 @@ static void test_conv_derivatives(void)
     check_derivatives(conv(s4, 5, 1, 1, 0), 3, 0, 230); /* pointwise: no im2col */
     check_derivatives(conv(s5, 2, 3, 3, 2), 2, 0, 240);
     check_derivatives(conv(cifar, 16, 5, 1, 2), 4, 0, 250);
-    check_derivatives(conv(wide, 96, 3, 2, 1), 2, 0, 260); /* All-CNN stride 2 */
+    check_derivatives(conv(wide, 96, 3, 2, 1), 2, 0, 260);  /* All-CNN stride 2 */
     check_derivatives(conv(cifar, 8, 3, 1, 1), 35, 0, 270); /* two weight blocks */
     check_derivatives(conv(big, 16, 1, 1, 0), 2, 0, 280);   /* pointwise, 4 chunks */
 }
@@ -273,8 +271,11 @@ static double conv_forward_error(mt_op *op, int n, int k, int s, int p)
 static void test_forward_vs_naive(void)
 {
     int cases[][6] = {/* c, h, w, out, k, stride, pad */
-                      {3, 32, 32, 16, 5, 1}, {3, 9, 8, 4, 3, 2}, {2, 7, 7, 3, 2, 2},
-                      {4, 5, 5, 6, 1, 1},    {2, 6, 6, 3, 3, 3}};
+                      {3, 32, 32, 16, 5, 1},
+                      {3, 9, 8, 4, 3, 2},
+                      {2, 7, 7, 3, 2, 2},
+                      {4, 5, 5, 6, 1, 1},
+                      {2, 6, 6, 3, 3, 3}};
     int pads[] = {2, 1, 0, 0, 2};
     mt_op *op;
 
@@ -309,8 +310,7 @@ static void check_batch_invariance(mt_op *op)
     MT_TEST_OK(op->vt->vjp_x(op, w, 64, x, dy, dx));
     for (int h = 0; h < 2; h++) {
         MT_TEST_OK(op->vt->forward(op, w, 32, x + nx * 32 * h, y2 + ny * 32 * h));
-        MT_TEST_OK(op->vt->vjp_x(op, w, 32, x + nx * 32 * h, dy + ny * 32 * h,
-                                 dx2 + nx * 32 * h));
+        MT_TEST_OK(op->vt->vjp_x(op, w, 32, x + nx * 32 * h, dy + ny * 32 * h, dx2 + nx * 32 * h));
     }
     CU_ASSERT(memcmp(y, y2, sizeof(float) * ny * 64) == 0);
     CU_ASSERT(memcmp(dx, dx2, sizeof(float) * nx * 64) == 0);
@@ -455,9 +455,9 @@ static void test_errors(void)
     CU_ASSERT_EQUAL(mt_op_conv2d_create("c", s, 0, 3, 1, 1, &op), MT_ERR_ARG);
     CU_ASSERT_EQUAL(mt_op_avgpool_create("p", s, 5, &op), MT_ERR_ARG);
     CU_ASSERT_EQUAL(mt_op_relu_create("r", bad, &op), MT_ERR_ARG);
-    CU_ASSERT_EQUAL(mt_op_dense_create("a_name_much_longer_than_the_forty_seven_allowed_chars",
-                                       3, 3, &op),
-                    MT_ERR_ARG);
+    CU_ASSERT_EQUAL(
+        mt_op_dense_create("a_name_much_longer_than_the_forty_seven_allowed_chars", 3, 3, &op),
+        MT_ERR_ARG);
     CU_ASSERT_PTR_NULL(op);
     MT_TEST_OK(mt_op_relu_create("r", s, &op));
     CU_ASSERT_EQUAL(op->vt->forward(op, NULL, -1, x, y), MT_ERR_ARG);
