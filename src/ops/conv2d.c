@@ -197,6 +197,10 @@ static mt_status conv_vjp_w(mt_op *op, const float *w, int n, const float *x, co
     MT_CHECK(mt_op_check_args(op, w, n, x, dy, dw));
     if (!dw)
         return MT_FAIL(MT_ERR_ARG, "conv2d op '%s': NULL weight gradient", op->name);
+    if (n == 0) {
+        memset(dw, 0, sizeof(float) * op->n_params);
+        return MT_OK;
+    }
     MT_CHECK(conv_reserve_cols(p, &colbuf));
     MT_CHECK(mt_scratch_reserve(&p->part, (sizeof(double) * oc + sizeof(float) * n_w) * n_blocks,
                                 "conv2d gradient partials"));

@@ -466,6 +466,27 @@ static void test_errors(void)
     mt_error_clear();
 }
 
+/* An empty batch: outputs untouched, weight gradients overwritten with 0. */
+static void test_empty_batch(void)
+{
+    mt_shape cifar = {3, 8, 8};
+    mt_op *ops[2] = {dense(6, 4), conv(cifar, 4, 3, 1, 1)};
+
+    for (int t = 0; t < 2; t++) {
+        mt_op *op = ops[t];
+        float *w = falloc(op->n_params), *dw = falloc(op->n_params), y = 7.0f;
+        mt_test_fill(w, op->n_params, -1, 1, 11);
+        mt_test_fill(dw, op->n_params, 1, 2, 12);
+        MT_TEST_OK(op->vt->forward(op, w, 0, NULL, &y));
+        CU_ASSERT_EQUAL(y, 7.0f);
+        MT_TEST_OK(op->vt->vjp_w(op, w, 0, NULL, NULL, dw));
+        for (size_t i = 0; i < op->n_params; i++)
+            CU_ASSERT_EQUAL(dw[i], 0.0f);
+        mt_free(w), mt_free(dw);
+        mt_op_destroy(&op);
+    }
+}
+
 /* ReLU's derivative at exactly 0 is 0 (PyTorch's convention). */
 static void test_relu_kink(void)
 {
@@ -496,6 +517,7 @@ int main(void)
         {"metadata", test_metadata},
         {"errors", test_errors},
         {"relu_kink", test_relu_kink},
+        {"empty_batch", test_empty_batch},
     };
     return mt_test_main("ops", tests, sizeof(tests) / sizeof(tests[0]));
 }
