@@ -135,8 +135,9 @@ void mt_im2col_rows(const mt_conv_geom *g, const float *x, int oy0, int noy, flo
 void mt_col2im_rows(const mt_conv_geom *g, const float *col, int oy0, int noy, float *x);
 
 /* Output rows per chunk of the column matrix, so that a chunk (c k k rows
- * by chunk ow columns) stays within about 512 KiB and in the core's cache
- * while its gemm runs. Depends on the geometry only. */
+ * by chunk ow columns) stays within about 1 MiB, in the core's L2 while its
+ * gemm runs; chunks are of equal size but the last. Depends on the geometry
+ * only. */
 int mt_conv_chunk_rows(const mt_conv_geom *g);
 
 /* ---- pooling (one sample, serial) ------------------------------------------ */

@@ -42,35 +42,43 @@ static void valid_cols(const mt_conv_geom *g, int kj, int *lo, int *hi)
         *hi = *lo;
 }
 
-/* One output row oy of column-matrix row (ci, ki, kj). */
+/* One output row oy of column-matrix row (ci, ki, kj). Plain loops: rows
+ * are short (ow floats), where library calls cost more than the copy. */
 static void im2col_row(const mt_conv_geom *g, const float *xc, int ki, int kj, int oy, int lo,
                        int hi, float *dst)
 {
-    int s = g->stride, iy = oy * s - g->pad + ki;
+    int s = g->stride, iy = oy * s - g->pad + ki, off = kj - g->pad, ow = g->ow;
+    const float *src = xc + (size_t)iy * g->w;
 
     if (iy < 0 || iy >= g->h) {
-        memset(dst, 0, sizeof(float) * g->ow);
+        for (int ox = 0; ox < ow; ox++)
+            dst[ox] = 0.0f;
         return;
     }
-    const float *src = xc + (size_t)iy * g->w - g->pad + kj;
-    memset(dst, 0, sizeof(float) * lo);
+    for (int ox = 0; ox < lo; ox++)
+        dst[ox] = 0.0f;
     if (s == 1)
-        memcpy(dst + lo, src + lo, sizeof(float) * (hi - lo));
+        for (int ox = lo; ox < hi; ox++)
+            dst[ox] = src[ox + off];
     else
         for (int ox = lo; ox < hi; ox++)
-            dst[ox] = src[ox * s];
-    memset(dst + hi, 0, sizeof(float) * (g->ow - hi));
+            dst[ox] = src[ox * s + off];
+    for (int ox = hi; ox < ow; ox++)
+        dst[ox] = 0.0f;
 }
 
 int mt_conv_chunk_rows(const mt_conv_geom *g)
 {
-    size_t budget = 128 * 1024; /* floats: 512 KiB */
+    size_t budget = 256 * 1024; /* floats: 1 MiB, half this machine's L2 */
     size_t per_row = (size_t)mt_conv_rows(g) * g->ow;
-    size_t rows = budget / per_row;
+    size_t n_chunks = (per_row * g->oh + budget - 1) / budget;
 
-    if (rows < 1)
-        rows = 1;
-    return rows > (size_t)g->oh ? g->oh : (int)rows;
+    /* Equal chunks (the last may be shorter), at least one output row. */
+    if (n_chunks < 1)
+        n_chunks = 1;
+    if (n_chunks > (size_t)g->oh)
+        n_chunks = (size_t)g->oh;
+    return (int)(((size_t)g->oh + n_chunks - 1) / n_chunks);
 }
 
 void mt_im2col_rows(const mt_conv_geom *g, const float *x, int oy0, int noy, float *col)
@@ -105,10 +113,11 @@ void mt_col2im_rows(const mt_conv_geom *g, const float *col, int oy0, int noy, f
                     int iy = (oy0 + r) * s - g->pad + ki;
                     if (iy < 0 || iy >= g->h)
                         continue;
-                    float *dst = xc + (size_t)iy * g->w - g->pad + kj;
+                    float *dst = xc + (size_t)iy * g->w;
                     const float *src = row + (size_t)r * g->ow;
+                    int off = kj - g->pad;
                     for (int ox = lo; ox < hi; ox++)
-                        dst[ox * s] += src[ox];
+                        dst[ox * s + off] += src[ox];
                 }
             }
     }

@@ -170,6 +170,14 @@ static mt_op *dense(int in, int out)
     return op;
 }
 
+/* 1 when a conv of this geometry computes in more than one column chunk. */
+static int chunked(mt_shape in, int k, int s, int p)
+{
+    mt_conv_geom g;
+    MT_TEST_OK(mt_conv_geom_make(in.c, in.h, in.w, k, s, p, &g));
+    return mt_conv_chunk_rows(&g) < g.oh;
+}
+
 static void test_dense_derivatives(void)
 {
     check_derivatives(dense(7, 3), 5, 0, 100);
@@ -182,8 +190,9 @@ static void test_conv_derivatives(void)
     mt_shape s1 = {2, 5, 6}, s2 = {3, 9, 9}, s3 = {2, 7, 7}, s4 = {4, 3, 3}, s5 = {2, 8, 7};
     mt_shape cifar = {3, 32, 32}, wide = {96, 32, 32}, big = {512, 32, 32};
 
-    /* (96, 32, 32) with stride 2 and (512, 32, 32) pointwise run in several
+    /* (96, 32, 32) stride 1 and (512, 32, 32) pointwise run in several
      * column chunks (mt_conv_chunk_rows), the others in one. */
+    CU_ASSERT(chunked(wide, 3, 1, 1) && chunked(big, 1, 1, 0));
     check_derivatives(conv(s1, 3, 3, 1, 1), 3, 0, 200);
     check_derivatives(conv(s2, 4, 3, 2, 1), 2, 0, 210);
     check_derivatives(conv(s3, 3, 2, 2, 0), 2, 0, 220); /* trailing row/col unused */
@@ -192,7 +201,8 @@ static void test_conv_derivatives(void)
     check_derivatives(conv(cifar, 16, 5, 1, 2), 4, 0, 250);
     check_derivatives(conv(wide, 96, 3, 2, 1), 2, 0, 260);  /* All-CNN stride 2 */
     check_derivatives(conv(cifar, 8, 3, 1, 1), 35, 0, 270); /* two weight blocks */
-    check_derivatives(conv(big, 16, 1, 1, 0), 2, 0, 280);   /* pointwise, 4 chunks */
+    check_derivatives(conv(big, 16, 1, 1, 0), 2, 0, 280);   /* pointwise, 3 chunks */
+    check_derivatives(conv(wide, 8, 3, 1, 1), 2, 0, 290);   /* im2col, 4 chunks */
 }
 
 static void test_other_derivatives(void)
@@ -361,11 +371,12 @@ static void check_threads(mt_op *op)
 
 static void test_threads_bitwise(void)
 {
-    mt_shape cifar = {3, 32, 32}, wide = {32, 16, 16}, chunked = {64, 16, 16};
+    mt_shape cifar = {3, 32, 32}, wide = {32, 16, 16}, deep = {128, 16, 16};
     check_threads(dense(3072, 1000));
     check_threads(conv(cifar, 16, 5, 1, 2));
     check_threads(conv(wide, 32, 3, 2, 1));
-    check_threads(conv(chunked, 32, 3, 1, 1)); /* two column chunks */
+    CU_ASSERT(chunked(deep, 3, 1, 1));
+    check_threads(conv(deep, 32, 3, 1, 1)); /* two column chunks */
 }
 
 /* PyTorch bounds +-1/sqrt(fan_in), weights then bias from the same stream,
