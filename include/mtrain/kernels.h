@@ -80,6 +80,19 @@ void mt_gemm_tiled(mt_trans ta, mt_trans tb, int m, int n, int k, float alpha, c
 mt_status mt_gemm_batch(int rows, int n, int k, float alpha, const float *a, int lda, mt_trans tb,
                         const float *b, int ldb, float beta, float *c, int ldc, mt_scratch *ws);
 
+/* Batch products on mtrain's own FMA micro-kernel (no BLAS), for dense
+ * layers. Every element of C is one sequential fused multiply-add chain
+ * over k = 0 .. k-1 from 0, so row i of C depends only on row i of A and on
+ * B: bit for bit independent of the number of rows, the blocking and the
+ * thread count (a stronger form of the MT_BLOCK rule). OpenMP inside; ws
+ * holds packed copies (grow-once). k == 0 gives C = 0.
+ *   mt_gemm_nt: C[rows][n] = A[rows][k] B^T, B stored [n][k] (y = x W^T)
+ *   mt_gemm_nn: C[rows][n] = A[rows][k] B,   B stored [k][n] (dx = dy W) */
+mt_status mt_gemm_nt(int rows, int n, int k, const float *a, int lda, const float *b, int ldb,
+                     float *c, int ldc, mt_scratch *ws);
+mt_status mt_gemm_nn(int rows, int n, int k, const float *a, int lda, const float *b, int ldb,
+                     float *c, int ldc, mt_scratch *ws);
+
 /* ---- elementwise and reductions ------------------------------------------ */
 
 /* c[i][j] += bias[j] for i < rows, j < cols (OpenMP over rows). */

@@ -1,10 +1,12 @@
 /*
  * dense.c - fully connected layer y_i = W x_i + b, W [out][in], b [out].
  *
- * Batch products run through mt_gemm_batch (MT_BLOCK-row tiles, so sample
- * i's output depends only on its data and i mod MT_BLOCK); the weight
- * gradient dW = dY^T X is one tiled gemm over the whole batch (its summation
- * order is fixed by n) and db sums rows in sample order.
+ * The batch products y = x W^T and dx = dy W run on the FMA micro-kernel
+ * (mt_gemm_nt / mt_gemm_nn): each output element is one FMA chain, so
+ * sample i's results depend only on its own data. The weight gradient
+ * dW = dY^T X is one tiled OpenBLAS gemm over the whole batch (its summation
+ * order is fixed by n and the tiles by (out, in)); db sums rows in sample
+ * order.
  */
 #include <math.h>
 #include <string.h>
@@ -13,7 +15,7 @@
 
 typedef struct {
     int in, out;
-    mt_scratch pad; /* row padding of the last partial block */
+    mt_scratch ws; /* packed operands of the batch products */
 } dense_priv;
 
 /* y = x W^T (+ bias when not NULL). */
@@ -22,8 +24,7 @@ static mt_status dense_apply(mt_op *op, const float *wt, const float *bias, int 
 {
     dense_priv *p = op->priv;
 
-    MT_CHECK(mt_gemm_batch(n, p->out, p->in, 1.0f, x, p->in, MT_TRANS, wt, p->in, 0.0f, y, p->out,
-                           &p->pad));
+    MT_CHECK(mt_gemm_nt(n, p->out, p->in, x, p->in, wt, p->in, y, p->out, &p->ws));
     if (bias)
         mt_add_row_bias(n, p->out, bias, y, p->out);
     return MT_OK;
@@ -45,8 +46,7 @@ static mt_status dense_vjp_x(mt_op *op, const float *w, int n, const float *x, c
 
     (void)x;
     MT_CHECK(mt_op_check_args(op, w, n, dy, dx, dx));
-    MT_CHECK(mt_gemm_batch(n, p->in, p->out, 1.0f, dy, p->out, MT_NOTRANS, w, p->in, 0.0f, dx,
-                           p->in, &p->pad));
+    MT_CHECK(mt_gemm_nn(n, p->in, p->out, dy, p->out, w, p->in, dx, p->in, &p->ws));
     return MT_OK;
 }
 
@@ -101,7 +101,7 @@ static void dense_destroy(mt_op *op)
     dense_priv *p = op->priv;
 
     if (p)
-        mt_scratch_free(&p->pad);
+        mt_scratch_free(&p->ws);
     mt_op_destroy_plain(op);
 }
 

@@ -141,6 +141,83 @@ static void test_gemm_threads_bitwise(void)
     mt_free(a), mt_free(b), mt_free(c1), mt_free(c2), mt_free(g1), mt_free(g2);
 }
 
+/* Row i of mt_gemm_nt / mt_gemm_nn is, bit for bit, the sequential FMA
+ * chain over k from 0 (fmaf, correctly rounded like the hardware FMA). */
+static int fma_chain_mismatches(int nt, int rows, int n, int k, const float *a, int lda,
+                                const float *b, int ldb, const float *c, int ldc)
+{
+    int bad = 0;
+    for (int i = 0; i < rows; i++)
+        for (int j = 0; j < n; j++) {
+            float acc = 0.0f;
+            for (int l = 0; l < k; l++)
+                acc = fmaf(a[(size_t)i * lda + l],
+                           nt ? b[(size_t)j * ldb + l] : b[(size_t)l * ldb + j], acc);
+            bad += c[(size_t)i * ldc + j] != acc;
+        }
+    return bad;
+}
+
+static void test_fma_gemm_exact(void)
+{
+    int shapes[][3] = {{1, 1, 1},    {5, 7, 3},     {33, 33, 300}, {70, 100, 513},
+                       {2, 45, 256}, {40, 9, 1000}, {3, 64, 0}};
+    mt_scratch ws = {0};
+
+    for (size_t t = 0; t < sizeof(shapes) / sizeof(shapes[0]); t++) {
+        int rows = shapes[t][0], n = shapes[t][1], k = shapes[t][2];
+        int lda = k + 3, ldb_nt = k + 1, ldb_nn = n + 2, ldc = n + 5;
+        float *a = falloc((size_t)rows * lda), *b = falloc((size_t)(n + k + 2) * (n + k + 2));
+        float *c = falloc((size_t)rows * ldc);
+        mt_test_fill(a, (size_t)rows * lda, -1, 1, 50 + t);
+        mt_test_fill(b, (size_t)(n + k + 2) * (n + k + 2), -1, 1, 60 + t);
+        for (int nt = 0; nt < 2; nt++) {
+            mt_test_fill(c, (size_t)rows * ldc, 5, 6, 70 + t); /* garbage to overwrite */
+            if (nt)
+                MT_TEST_OK(mt_gemm_nt(rows, n, k, a, lda, b, ldb_nt, c, ldc, &ws));
+            else
+                MT_TEST_OK(mt_gemm_nn(rows, n, k, a, lda, b, ldb_nn, c, ldc, &ws));
+            CU_ASSERT_EQUAL(
+                fma_chain_mismatches(nt, rows, n, k, a, lda, b, nt ? ldb_nt : ldb_nn, c, ldc), 0);
+            /* padding columns of C untouched */
+            for (int i = 0; i < rows; i++)
+                CU_ASSERT(c[(size_t)i * ldc + n] >= 5.0f);
+        }
+        mt_free(a), mt_free(b), mt_free(c);
+    }
+    mt_scratch_free(&ws);
+}
+
+/* The same products with 1 and 2 threads, and one row alone. */
+static void test_fma_gemm_invariance(void)
+{
+    int rows = 70, n = 1000, k = 700, saved = omp_get_max_threads();
+    mt_scratch ws = {0};
+    float *a = falloc((size_t)rows * k), *b = falloc((size_t)n * k), *c[2][2];
+    float one[1000];
+
+    mt_test_fill(a, (size_t)rows * k, -1, 1, 80);
+    mt_test_fill(b, (size_t)n * k, -1, 1, 81);
+    for (int t = 0; t < 2; t++) {
+        omp_set_num_threads(t + 1);
+        c[t][0] = falloc((size_t)rows * n);
+        c[t][1] = falloc((size_t)rows * n);
+        MT_TEST_OK(mt_gemm_nt(rows, n, k, a, k, b, k, c[t][0], n, &ws));
+        MT_TEST_OK(mt_gemm_nn(rows, n, k, a, k, b, n, c[t][1], n, &ws));
+    }
+    omp_set_num_threads(saved);
+    CU_ASSERT(memcmp(c[0][0], c[1][0], sizeof(float) * rows * n) == 0);
+    CU_ASSERT(memcmp(c[0][1], c[1][1], sizeof(float) * rows * n) == 0);
+    MT_TEST_OK(mt_gemm_nt(1, n, k, a + 37 * k, k, b, k, one, n, &ws));
+    CU_ASSERT(memcmp(one, c[0][0] + 37 * n, sizeof(float) * n) == 0);
+    MT_TEST_OK(mt_gemm_nn(1, n, k, a + 37 * k, k, b, n, one, n, &ws));
+    CU_ASSERT(memcmp(one, c[0][1] + 37 * n, sizeof(float) * n) == 0);
+    for (int t = 0; t < 2; t++)
+        mt_free(c[t][0]), mt_free(c[t][1]);
+    mt_free(a), mt_free(b);
+    mt_scratch_free(&ws);
+}
+
 /* im2col straight from its definition. */
 static float col_ref(const mt_conv_geom *g, const float *x, int r, int q)
 {
@@ -287,6 +364,8 @@ int main(void)
         {"gemm_batch_vs_naive", test_gemm_batch_vs_naive},
         {"gemm_batch_rows_independent", test_gemm_batch_rows_independent},
         {"gemm_threads_bitwise", test_gemm_threads_bitwise},
+        {"fma_gemm_exact", test_fma_gemm_exact},
+        {"fma_gemm_invariance", test_fma_gemm_invariance},
         {"im2col_col2im", test_im2col_col2im},
         {"conv_geom_errors", test_conv_geom_errors},
         {"pooling", test_pooling},
