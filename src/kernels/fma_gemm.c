@@ -1,0 +1,226 @@
+/*
+ * fma_gemm.c - mtrain's own batch products for dense layers on a register-
+ * tiled micro-kernel written with GCC vector extensions (AVX-512, AVX or SSE
+ * as -march allows).
+ *
+ * Every element of C is one sequential fused multiply-add chain over
+ * k = 0 .. K-1 starting from 0 (partial chains are stored and reloaded
+ * exactly), so its bits depend only on its row of A and its column of op(B):
+ * not on the number of rows, the tiling or the thread count. This file is
+ * compiled with -ffp-contract=fast (CMakeLists.txt) so that `acc += s * b`
+ * is one FMA.
+ *
+ * Why not OpenBLAS here: its results depend on the call's shape, so batch
+ * calls must be MT_BLOCK-row tiles, and each such call re-packs the whole
+ * weight matrix for only 32 rows of work (measured: 50-60% of sgemm peak).
+ * Here the weights are read in place (nt) or packed once per panel and
+ * shared by all rows (nn).
+ */
+#include <omp.h>
+#include <string.h>
+
+#include "mtrain/kernels.h"
+
+#if defined(__AVX512F__)
+enum { VW = 16, MR = 8 }; /* 16 zmm accumulators */
+#elif defined(__AVX__)
+enum { VW = 8, MR = 6 }; /* 12 ymm accumulators */
+#else
+enum { VW = 4, MR = 4 };
+#endif
+enum { NR = 2 * VW, KC = 256 };
+
+typedef float vf __attribute__((vector_size(VW * sizeof(float))));
+
+static size_t round_up(size_t x, size_t m)
+{
+    return (x + m - 1) / m * m;
+}
+
+/* t[r][j] = sum_k a[r][k] bp[k][j], r < MR, j < NR: the rows of a are read
+ * in place (lda apart), bp is a packed panel [K][NR], t an aligned tile. */
+static void kernel_rows(int K, const float *a, size_t lda, const float *bp, float *t)
+{
+    vf acc[MR][2];
+
+    for (int r = 0; r < MR; r++)
+        acc[r][0] = acc[r][1] = (vf){0};
+    for (int k = 0; k < K; k++) {
+        vf b0 = *(const vf *)(bp + (size_t)k * NR), b1 = *(const vf *)(bp + (size_t)k * NR + VW);
+        for (int r = 0; r < MR; r++) {
+            float s = a[r * lda + k];
+            acc[r][0] += s * b0;
+            acc[r][1] += s * b1;
+        }
+    }
+    for (int r = 0; r < MR; r++) {
+        *(vf *)(t + r * NR) = acc[r][0];
+        *(vf *)(t + r * NR + VW) = acc[r][1];
+    }
+}
+
+/* c[r][j] (+)= sum_{k < kc} ap[k][r] bb[k][j]: ap packed [kc][MR], bb
+ * packed [kc][NR], c an aligned [MR][NR] tile; first starts from 0. */
+static void kernel_packed(int kc, const float *ap, const float *bb, float *c, int first)
+{
+    vf acc[MR][2];
+
+    for (int r = 0; r < MR; r++) {
+        acc[r][0] = first ? (vf){0} : *(const vf *)(c + r * NR);
+        acc[r][1] = first ? (vf){0} : *(const vf *)(c + r * NR + VW);
+    }
+    for (int k = 0; k < kc; k++) {
+        vf b0 = *(const vf *)(bb + k * NR), b1 = *(const vf *)(bb + k * NR + VW);
+        for (int r = 0; r < MR; r++) {
+            float s = ap[k * MR + r];
+            acc[r][0] += s * b0;
+            acc[r][1] += s * b1;
+        }
+    }
+    for (int r = 0; r < MR; r++) {
+        *(vf *)(c + r * NR) = acc[r][0];
+        *(vf *)(c + r * NR + VW) = acc[r][1];
+    }
+}
+
+/* Zero rows [0, rows) x [0, n) of c (the k == 0 product). */
+static void zero_rows(int rows, int n, float *c, int ldc)
+{
+    for (int i = 0; i < rows; i++)
+        memset(c + (size_t)i * ldc, 0, sizeof(float) * n);
+}
+
+/* ap[p][k][j] = a[p NR + j][k] (0 past the last row): A^T in panels. */
+static void pack_rows_panels(int rows, int K, const float *a, int lda, float *ap)
+{
+    int np = (rows + NR - 1) / NR;
+
+#pragma omp parallel for schedule(static)
+    for (int p = 0; p < np; p++) {
+        float *dst = ap + (size_t)p * K * NR;
+        for (int j = 0; j < NR; j++) {
+            int i = p * NR + j;
+            const float *src = a + (size_t)i * lda;
+            for (int k = 0; k < K; k++)
+                dst[(size_t)k * NR + j] = i < rows ? src[k] : 0.0f;
+        }
+    }
+}
+
+/* Store tile t[r][j] of T = B A^T transposed: c[p NR + j][g MR + r]. */
+static void store_transposed(const float *t, int g, int p, int rows, int n, float *c, int ldc)
+{
+    for (int j = 0; j < NR && p * NR + j < rows; j++) {
+        float *ci = c + (size_t)(p * NR + j) * ldc + g * MR;
+        for (int r = 0; r < MR && g * MR + r < n; r++)
+            ci[r] = t[r * NR + j];
+    }
+}
+
+mt_status mt_gemm_nt(int rows, int n, int k, const float *a, int lda, const float *b, int ldb,
+                     float *c, int ldc, mt_scratch *ws)
+{
+    int np = (rows + NR - 1) / NR, ng = (n + MR - 1) / MR;
+    size_t packed = round_up((size_t)np * NR * k, 16);
+    size_t per_thread = round_up((size_t)MR * NR + (size_t)MR * k, 16);
+    float *ap;
+
+    if (rows <= 0 || n <= 0)
+        return MT_OK;
+    if (k <= 0) {
+        zero_rows(rows, n, c, ldc);
+        return MT_OK;
+    }
+    MT_CHECK(mt_scratch_reserve(ws, sizeof(float) * (packed + per_thread * mt_kernel_threads()),
+                                "gemm packing"));
+    ap = ws->p;
+    pack_rows_panels(rows, k, a, lda, ap);
+
+    /* C^T = B A^T: rows of B (MR at a time) against panels of NR rows of A;
+     * consecutive units of a thread share the rows of B. */
+#pragma omp parallel for schedule(static)
+    for (int u = 0; u < ng * np; u++) {
+        int g = u / np, p = u % np;
+        float *tile = ap + packed + per_thread * omp_get_thread_num(), *pad = tile + MR * NR;
+        const float *bg = b + (size_t)g * MR * ldb;
+        size_t ld = (size_t)ldb;
+
+        if ((g + 1) * MR > n) { /* last, partial group of rows: zero-padded copy */
+            memset(pad, 0, sizeof(float) * MR * (size_t)k);
+            for (int r = 0; g * MR + r < n; r++)
+                memcpy(pad + (size_t)r * k, bg + (size_t)r * ldb, sizeof(float) * k);
+            bg = pad;
+            ld = (size_t)k;
+        }
+        kernel_rows(k, bg, ld, ap + (size_t)p * k * NR, tile);
+        store_transposed(tile, g, p, rows, n, c, ldc);
+    }
+    return MT_OK;
+}
+
+/* ap[g][k][r] = a[g MR + r][k] (0 past the last row): A in row groups. */
+static void pack_row_groups(int rows, int K, const float *a, int lda, float *ap)
+{
+    int ng = (rows + MR - 1) / MR;
+
+#pragma omp parallel for schedule(static)
+    for (int g = 0; g < ng; g++) {
+        float *dst = ap + (size_t)g * K * MR;
+        for (int r = 0; r < MR; r++) {
+            int i = g * MR + r;
+            const float *src = a + (size_t)i * lda;
+            for (int k = 0; k < K; k++)
+                dst[(size_t)k * MR + r] = i < rows ? src[k] : 0.0f;
+        }
+    }
+}
+
+/* bb[k][j] = b[k0 + k][c0 + j] for k < kc, 0 past column n. */
+static void pack_b_chunk(int kc, int k0, int c0, int n, const float *b, int ldb, float *bb)
+{
+    int w = n - c0 < NR ? n - c0 : NR;
+
+    for (int k = 0; k < kc; k++) {
+        memcpy(bb + k * NR, b + (size_t)(k0 + k) * ldb + c0, sizeof(float) * w);
+        memset(bb + k * NR + w, 0, sizeof(float) * (NR - w));
+    }
+}
+
+mt_status mt_gemm_nn(int rows, int n, int k, const float *a, int lda, const float *b, int ldb,
+                     float *c, int ldc, mt_scratch *ws)
+{
+    int ng = (rows + MR - 1) / MR, np = (n + NR - 1) / NR;
+    size_t packed = round_up((size_t)ng * MR * k, 16);
+    size_t per_thread = round_up((size_t)KC * NR + (size_t)ng * MR * NR, 16);
+    float *ap;
+
+    if (rows <= 0 || n <= 0)
+        return MT_OK;
+    if (k <= 0) {
+        zero_rows(rows, n, c, ldc);
+        return MT_OK;
+    }
+    MT_CHECK(mt_scratch_reserve(ws, sizeof(float) * (packed + per_thread * mt_kernel_threads()),
+                                "gemm packing"));
+    ap = ws->p;
+    pack_row_groups(rows, k, a, lda, ap);
+
+    /* One unit per panel of NR columns: each chunk of KC rows of B is packed
+     * once and used by every row group; the panel of C accumulates in cbuf. */
+#pragma omp parallel for schedule(static)
+    for (int p = 0; p < np; p++) {
+        float *bb = ap + packed + per_thread * omp_get_thread_num(), *cbuf = bb + KC * NR;
+        int w = n - p * NR < NR ? n - p * NR : NR;
+
+        for (int k0 = 0; k0 < k; k0 += KC) {
+            int kc = k - k0 < KC ? k - k0 : KC;
+            pack_b_chunk(kc, k0, p * NR, n, b, ldb, bb);
+            for (int g = 0; g < ng; g++)
+                kernel_packed(kc, ap + ((size_t)g * k + k0) * MR, bb, cbuf + (size_t)g * MR * NR,
+                              k0 == 0);
+        }
+        for (int i = 0; i < rows; i++)
+            memcpy(c + (size_t)i * ldc + p * NR, cbuf + (size_t)i * NR, sizeof(float) * w);
+    }
+    return MT_OK;
+}

@@ -1,0 +1,136 @@
+/*
+ * dense.c - fully connected layer y_i = W x_i + b, W [out][in], b [out].
+ *
+ * The batch products y = x W^T and dx = dy W run on the FMA micro-kernel
+ * (mt_gemm_nt / mt_gemm_nn): each output element is one FMA chain, so
+ * sample i's results depend only on its own data. The weight gradient
+ * dW = dY^T X is one tiled OpenBLAS gemm over the whole batch (its summation
+ * order is fixed by n and the tiles by (out, in)); db sums rows in sample
+ * order.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "op_impl.h"
+
+typedef struct {
+    int in, out;
+    mt_scratch ws; /* packed operands of the batch products */
+} dense_priv;
+
+/* y = x W^T (+ bias when not NULL). */
+static mt_status dense_apply(mt_op *op, const float *wt, const float *bias, int n, const float *x,
+                             float *y)
+{
+    dense_priv *p = op->priv;
+
+    MT_CHECK(mt_gemm_nt(n, p->out, p->in, x, p->in, wt, p->in, y, p->out, &p->ws));
+    if (bias)
+        mt_add_row_bias(n, p->out, bias, y, p->out);
+    return MT_OK;
+}
+
+static mt_status dense_forward(mt_op *op, const float *w, int n, const float *x, float *y)
+{
+    dense_priv *p = op->priv;
+
+    MT_CHECK(mt_op_check_args(op, w, n, x, y, y));
+    MT_CHECK(dense_apply(op, w, w + (size_t)p->out * p->in, n, x, y));
+    return MT_OK;
+}
+
+static mt_status dense_vjp_x(mt_op *op, const float *w, int n, const float *x, const float *dy,
+                             float *dx)
+{
+    dense_priv *p = op->priv;
+
+    (void)x;
+    MT_CHECK(mt_op_check_args(op, w, n, dy, dx, dx));
+    MT_CHECK(mt_gemm_nn(n, p->in, p->out, dy, p->out, w, p->in, dx, p->in, &p->ws));
+    return MT_OK;
+}
+
+static mt_status dense_vjp_w(mt_op *op, const float *w, int n, const float *x, const float *dy,
+                             float *dw)
+{
+    dense_priv *p = op->priv;
+
+    MT_CHECK(mt_op_check_args(op, w, n, x, dy, dw));
+    if (!dw)
+        return MT_FAIL(MT_ERR_ARG, "dense op '%s': NULL weight gradient", op->name);
+
+    /* dW[out][in] = dY^T X, tiles fixed by (out, in); k = n. */
+    mt_gemm_tiled(MT_TRANS, MT_NOTRANS, p->out, p->in, n, 1.0f, dy, p->out, x, p->in, 0.0f, dw,
+                  p->in, mt_gemm_tile(p->out), mt_gemm_tile(p->in));
+    mt_sum_rows(n, p->out, dy, p->out, dw + (size_t)p->out * p->in);
+    return MT_OK;
+}
+
+static mt_status dense_jvp_x(mt_op *op, const float *w, int n, const float *x, const float *vx,
+                             float *vy)
+{
+    (void)x;
+    MT_CHECK(mt_op_check_args(op, w, n, vx, vy, vy));
+    MT_CHECK(dense_apply(op, w, NULL, n, vx, vy));
+    return MT_OK;
+}
+
+/* phi is linear in (W, b): J_w(x) v = V x + vb, the forward pass at v. */
+static mt_status dense_jvp_w(mt_op *op, const float *w, int n, const float *x, const float *vw,
+                             float *vy)
+{
+    (void)w;
+    MT_CHECK(mt_op_check_args(op, vw, n, x, vw, vy));
+    MT_CHECK(dense_forward(op, vw, n, x, vy));
+    return MT_OK;
+}
+
+/* PyTorch's nn.Linear: W and b uniform in +-1/sqrt(in), W first. */
+static mt_status dense_init(mt_op *op, mt_rng *rng, float *w)
+{
+    dense_priv *p = op->priv;
+    float bound = (float)(1.0 / sqrt((double)p->in));
+
+    mt_op_fill_uniform(rng, bound, (size_t)p->out * p->in, w);
+    mt_op_fill_uniform(rng, bound, (size_t)p->out, w + (size_t)p->out * p->in);
+    return MT_OK;
+}
+
+static void dense_destroy(mt_op *op)
+{
+    dense_priv *p = op->priv;
+
+    if (p)
+        mt_scratch_free(&p->ws);
+    mt_op_destroy_plain(op);
+}
+
+static const mt_op_vtable dense_vtable = {
+    .kind = "dense",
+    .forward = dense_forward,
+    .vjp_x = dense_vjp_x,
+    .vjp_w = dense_vjp_w,
+    .jvp_x = dense_jvp_x,
+    .jvp_w = dense_jvp_w,
+    .init = dense_init,
+    .destroy = dense_destroy,
+};
+
+mt_status mt_op_dense_create(const char *name, int in, int out, mt_op **op)
+{
+    dense_priv *p;
+
+    if (in <= 0 || out <= 0)
+        return MT_FAIL(MT_ERR_ARG, "dense op '%s': sizes in=%d out=%d must be positive",
+                       name ? name : "", in, out);
+    MT_CHECK(mt_op_alloc(&dense_vtable, name, mt_shape_vec(in), mt_shape_vec(out),
+                         sizeof(dense_priv), op));
+    p = (*op)->priv;
+    p->in = in;
+    p->out = out;
+    mt_op_add_tensor(*op, "weight", 2, (const int[]){out, in});
+    mt_op_add_tensor(*op, "bias", 1, (const int[]){out});
+    (*op)->flops = 2.0 * in * out;
+    (*op)->is_affine = 1;
+    return MT_OK;
+}
