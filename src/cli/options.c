@@ -35,7 +35,7 @@ static const opt_row rows[] = {
     {"oracle", OPT_CHOICE, F(oracle_name), 0, 0, 0, "gd|penalized", "backward rule (ALGORITHMS.md 4)"},
     {"inner", OPT_STRING, F(inner_text), 0, 0, 0, NULL, "subproblem solver: gd:K, cg:K or closed"},
     {"kappa", OPT_DOUBLE, P(oracle.kappa), 0, 1e6, 1, NULL, "penalty weight kappa > 0"},
-    {"sigma", OPT_DOUBLE, P(oracle.sigma), 0, 1e6, 1, NULL, "adjoint scale sigma > 0"},
+    {"sigma", OPT_DOUBLE, P(oracle.sigma), 0, 1e6, 1, NULL, "adjoint scale sigma > 0 (default: the batch size, so that lambda_T is the per-sample gradient)"},
     {"gamma", OPT_DOUBLE, P(oracle.gamma), 0, 1e6, 1, NULL, "weight step gamma > 0"},
     {"weight-decay", OPT_DOUBLE, P(oracle.wd), 0, 1, 0, NULL, "weight decay wd >= 0"},
     {"optim", OPT_CHOICE, F(optim_name), 0, 0, 0, "plain|sgd|adam", "optimiser"},
@@ -75,7 +75,7 @@ static void set_defaults(mt_options *o)
     o->pipe.batch = 128;
     o->pipe.micro_batches = 1;
     o->pipe.oracle.kappa = 1.0;
-    o->pipe.oracle.sigma = 1.0;
+    o->pipe.oracle.sigma = 0.0; /* resolved to the batch size in finish() */
     o->pipe.oracle.gamma = 1.0;
     o->pipe.oracle.wd = 1e-6;
     o->pipe.optim.lr = 0.05;
@@ -179,6 +179,8 @@ static mt_status finish(mt_options *o, char *err, size_t cap)
 {
     mt_oracle_config *oc = &o->pipe.oracle;
 
+    if (oc->sigma == 0.0)
+        oc->sigma = o->pipe.batch;
     oc->kind = strcmp(o->oracle_name, "gd") == 0 ? MT_ORACLE_GD : MT_ORACLE_PENALIZED;
     o->pipe.optim.kind = strcmp(o->optim_name, "plain") == 0 ? MT_OPTIM_PLAIN
                          : strcmp(o->optim_name, "adam") == 0 ? MT_OPTIM_ADAM

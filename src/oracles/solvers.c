@@ -121,6 +121,7 @@ static mt_status solve_gd(const problem *pb, int K, int want_residual, float *y,
     const int G = pb->G;
     float *zy, *r, *grad, *trial;
     double *partial, eta[G], f[G], f_trial[G], g0[G], gg[G];
+    int accept[G];
 
     MT_CHECK(take(pb, nv, &zy));
     MT_CHECK(take(pb, no, &r));
@@ -152,19 +153,20 @@ static mt_status solve_gd(const problem *pb, int K, int want_residual, float *y,
             break;
         }
         MT_CHECK(objective(pb, trial, zy, r, partial, f_trial));
-        for (int g = 0; g < G; g++)
-            if (K > 1 && f_trial[g] > f[g])
-                eta[g] *= 0.5; /* reject: keep this group's y, retry smaller */
-        /* Accept per group: copy the trial where it did not raise F. */
-        #pragma omp parallel for schedule(static)
-        for (long i = 0; i < (long)nv; i++) {
-            size_t g = (size_t)i / pb->L;
-            if (K == 1 || f_trial[g] <= f[g])
-                y[i] = trial[i];
-        }
-        for (int g = 0; g < G; g++)
-            if (K == 1 || f_trial[g] <= f[g])
+        /* A group keeps its trial unless it raised F beyond the rounding of
+         * F itself (float residuals: about 1e-6 relative); otherwise its
+         * step is halved and it retries from where it was. */
+        for (int g = 0; g < G; g++) {
+            accept[g] = K == 1 || f_trial[g] <= f[g] + 1e-6 * fabs(f[g]);
+            if (!accept[g])
+                eta[g] *= 0.5;
+            else
                 f[g] = f_trial[g];
+        }
+        #pragma omp parallel for schedule(static)
+        for (long i = 0; i < (long)nv; i++)
+            if (accept[(size_t)i / pb->L])
+                y[i] = trial[i];
         if (k + 1 < K || want_residual) {
             MT_CHECK(objective(pb, y, zy, r, partial, f));
             MT_CHECK(gradient(pb, y, zy, r, grad));
