@@ -179,9 +179,11 @@ static mt_status evaluate(run_ctx *c, mt_step_stats *total)
 static void log_eval(run_ctx *c, const mt_step_stats *s)
 {
     long epoch = c->step / c->steps_per_epoch;
+    double epochs = (double)c->step / (double)c->steps_per_epoch;
     double elapsed = mt_time_now() - c->t_start;
-    mt_log(MT_LOG_INFO, "eval  step %ld epoch %ld: test loss %.4f, test accuracy %.2f%% (%d images)",
-           c->step, epoch, s->loss, 100.0 * s->accuracy, s->n);
+
+    mt_log(MT_LOG_INFO, "eval  step %ld (%.2f epochs): test loss %.4f, accuracy %.2f%% (%d images)",
+           c->step, epochs, s->loss, 100.0 * s->accuracy, s->n);
     if (c->rank == 0)
         mt_metrics_eval(&c->metrics, c->step, epoch, s, elapsed);
 }
