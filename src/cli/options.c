@@ -32,17 +32,26 @@ static const opt_row rows[] = {
     {"net", OPT_CHOICE, F(net), 0, 0, 0, "mlp|convnet|allcnn", "network to train"},
     {"dataset", OPT_CHOICE, F(dataset_name), 0, 0, 0, "cifar10|mnist", "data set (default: detected)"},
     {"data", OPT_STRING, F(data), 0, 0, 0, NULL, "directory holding the data set"},
-    {"oracle", OPT_CHOICE, F(oracle_name), 0, 0, 0, "gd|penalized", "backward rule (ALGORITHMS.md 4)"},
-    {"inner", OPT_STRING, F(inner_text), 0, 0, 0, NULL, "subproblem solver: gd:K, cg:K or closed"},
+    {"oracle", OPT_CHOICE, F(oracle_name), 0, 0, 0, "gd|penalized|moreau|proxprop|dtp",
+     "backward rule (ALGORITHMS.md section 4)"},
+    {"inner", OPT_STRING, F(inner_text), 0, 0, 0, NULL,
+     "subproblem solvers: SOLVER or KIND=SOLVER,... with SOLVER gd:K, cg:K, qn or closed "
+     "and KIND dense, conv2d, relu, avgpool, gap, pendulum, block, loss (default: closed "
+     "where the op has an exact solver, else cg:3)"},
     {"kappa", OPT_DOUBLE, P(oracle.kappa), 0, 1e6, 1, NULL, "penalty weight kappa > 0"},
-    {"sigma", OPT_DOUBLE, P(oracle.sigma), 0, 1e6, 1, NULL, "adjoint scale sigma > 0 (default: the batch size, so that lambda_T is the per-sample gradient)"},
+    {"sigma", OPT_DOUBLE, P(oracle.sigma), 0, 1e6, 1, NULL, "adjoint scale sigma > 0 (default: the batch size for penalized, so that\n"
+     "      lambda_T is a per-sample gradient step; 1 for moreau and dtp)"},
     {"gamma", OPT_DOUBLE, P(oracle.gamma), 0, 1e6, 1, NULL, "weight step gamma > 0"},
+    {"prox-tau", OPT_DOUBLE, P(oracle.prox_tau), 0, 1e6, 1, NULL, "proxprop step tau > 0 (default 1, with --lr 1)"},
+    {"dtp-rho", OPT_DOUBLE, P(oracle.dtp_rho), 0, 1e6, 1, NULL, "dtp damping rho > 0 (default 0.1)"},
+    {"sigma-schedule", OPT_CHOICE, F(schedule_name), 0, 0, 0, "const|geometric",
+     "sigma per op: constant, or sigma^(T-t+1) for op t of T"},
     {"weight-decay", OPT_DOUBLE, P(oracle.wd), 0, 1, 0, NULL, "weight decay wd >= 0"},
     {"optim", OPT_CHOICE, F(optim_name), 0, 0, 0, "plain|sgd|adam", "optimiser"},
     {"lr", OPT_DOUBLE, P(optim.lr), 0, 1e6, 1, NULL, "learning rate > 0 (sgd, adam)"},
     {"momentum", OPT_DOUBLE, P(optim.momentum), 0, 0.999999, 0, NULL, "sgd momentum in [0,1)"},
     {"nesterov", OPT_FLAG, P(optim.nesterov), 0, 0, 0, NULL, "Nesterov momentum (sgd)"},
-    {"batch", OPT_LONG, P(batch), 1, 65536, 0, NULL, "mini-batch size"},
+    {"batch", OPT_LONG, P(batch), 1, 8192, 0, NULL, "mini-batch size"},
     {"micro-batches", OPT_LONG, P(micro_batches), 1, 2048, 0, NULL,
      "micro-batches per mini-batch (default: ranks, at most batch/32)"},
     {"epochs", OPT_LONG, F(epochs), 1, 1e6, 0, NULL, "epochs to train"},
@@ -62,6 +71,7 @@ static const opt_row rows[] = {
     {"version", OPT_FLAG, F(version), 0, 0, 0, NULL, "print the version and exit"},
 };
 #define N_ROWS ((int)(sizeof rows / sizeof rows[0]))
+_Static_assert(N_ROWS <= 64, "mt_options.given holds 64 options");
 
 static void set_defaults(mt_options *o)
 {
@@ -69,7 +79,7 @@ static void set_defaults(mt_options *o)
     snprintf(o->net, sizeof o->net, "allcnn");
     snprintf(o->oracle_name, sizeof o->oracle_name, "penalized");
     snprintf(o->optim_name, sizeof o->optim_name, "sgd");
-    snprintf(o->inner_text, sizeof o->inner_text, "cg:3");
+    snprintf(o->schedule_name, sizeof o->schedule_name, "const");
     snprintf(o->dataset_name, sizeof o->dataset_name, "auto");
     snprintf(o->checkpoint_dir, sizeof o->checkpoint_dir, "checkpoints");
     o->pipe.batch = 128;
@@ -78,6 +88,8 @@ static void set_defaults(mt_options *o)
     o->pipe.oracle.sigma = 0.0; /* resolved to the batch size in finish() */
     o->pipe.oracle.gamma = 1.0;
     o->pipe.oracle.wd = 1e-6;
+    o->pipe.oracle.prox_tau = 1.0;
+    o->pipe.oracle.dtp_rho = 0.1;
     o->pipe.optim.lr = 0.05;
     o->pipe.optim.momentum = 0.9;
     o->pipe.optim.beta1 = 0.9;
@@ -95,9 +107,9 @@ static void *field(mt_options *o, const opt_row *r) { return (char *)o + r->offs
 static size_t field_cap(const opt_row *r)
 {
     if (r->offset == F(net) || r->offset == F(oracle_name) || r->offset == F(optim_name) ||
-        r->offset == F(dataset_name))
+        r->offset == F(dataset_name) || r->offset == F(schedule_name))
         return 16;
-    return r->offset == F(inner_text) ? 32 : 1024;
+    return r->offset == F(inner_text) ? sizeof(((mt_options *)0)->inner_text) : 1024;
 }
 
 static int in_choices(const char *value, const char *choices)
@@ -174,25 +186,56 @@ static mt_status apply(mt_options *o, const opt_row *r, const char *arg, char *e
     return MT_ERR_STATE;
 }
 
+static int given(const mt_options *o, const char *name)
+{
+    for (int i = 0; i < N_ROWS; i++)
+        if (strcmp(rows[i].name, name) == 0)
+            return o->given[i];
+    return 0;
+}
+
+/* Defaults that depend on the oracle, for the options not given:
+ *   penalized  sigma = batch (lambda_T is then the per-sample gradient step)
+ *   moreau     sigma = 1 (M steps compound over depth: sigma^T)
+ *   proxprop   tau = 1 and lr = 1 (the proximal step saturates at the
+ *              least-squares step, so the optimiser carries the length)
+ *   dtp        sigma = 1, rho = 0.1 */
+static void oracle_defaults(mt_options *o)
+{
+    mt_oracle_config *oc = &o->pipe.oracle;
+
+    if (!given(o, "sigma"))
+        oc->sigma = oc->kind == MT_ORACLE_PENALIZED ? (double)o->pipe.batch : 1.0;
+    if (oc->kind == MT_ORACLE_PROXPROP) {
+        if (!given(o, "prox-tau"))
+            oc->prox_tau = 1.0;
+        if (!given(o, "lr"))
+            o->pipe.optim.lr = 1.0;
+    }
+    if (oc->kind == MT_ORACLE_DTP && !given(o, "dtp-rho"))
+        oc->dtp_rho = 0.1;
+}
+
 /* Map the choice strings onto enums and check combinations. */
 static mt_status finish(mt_options *o, char *err, size_t cap)
 {
     mt_oracle_config *oc = &o->pipe.oracle;
 
-    if (oc->sigma == 0.0)
-        oc->sigma = o->pipe.batch;
-    oc->kind = strcmp(o->oracle_name, "gd") == 0 ? MT_ORACLE_GD : MT_ORACLE_PENALIZED;
+    if (mt_oracle_parse(o->oracle_name, &oc->kind) != MT_OK ||
+        (o->inner_text[0] && mt_inner_parse_rules(o->inner_text, oc) != MT_OK)) {
+        snprintf(err, cap, "%s", mt_error_message());
+        mt_error_clear();
+        return MT_ERR_ARG;
+    }
+    oc->schedule = strcmp(o->schedule_name, "geometric") == 0 ? MT_SIGMA_GEOMETRIC
+                                                             : MT_SIGMA_CONST;
+    oracle_defaults(o);
     o->pipe.optim.kind = strcmp(o->optim_name, "plain") == 0 ? MT_OPTIM_PLAIN
                          : strcmp(o->optim_name, "adam") == 0 ? MT_OPTIM_ADAM
                                                           : MT_OPTIM_SGD;
     o->dataset = strcmp(o->dataset_name, "cifar10") == 0 ? MT_DATASET_CIFAR10
                  : strcmp(o->dataset_name, "mnist") == 0 ? MT_DATASET_MNIST
                                                       : MT_DATASET_AUTO;
-    if (mt_inner_parse(o->inner_text, &oc->inner) != MT_OK) {
-        snprintf(err, cap, "%s", mt_error_message());
-        mt_error_clear();
-        return MT_ERR_ARG;
-    }
     return MT_OK;
 }
 
@@ -221,6 +264,7 @@ mt_status mt_options_parse(int argc, char **argv, mt_options *o, char *err, size
             return MT_ERR_ARG;
         }
         const opt_row *r = &rows[c - 1000];
+        o->given[c - 1000] = 1;
         if (strcmp(r->name, "micro-batches") == 0)
             o->micro_set = 1;
         if (apply(o, r, optarg, err, err_cap) != MT_OK)
@@ -259,15 +303,14 @@ void mt_options_usage(FILE *out)
 void mt_options_describe(const mt_options *o, char *buf, size_t cap)
 {
     const mt_pipeline_config *p = &o->pipe;
-    char inner[32];
-
-    mt_inner_format(&p->oracle.inner, inner, sizeof inner);
     snprintf(buf, cap,
-             "net=%s dataset=%s oracle=%s inner=%s kappa=%g sigma=%g gamma=%g "
-             "weight_decay=%g optim=%s lr=%g momentum=%g nesterov=%d batch=%d "
-             "micro_batches=%d epochs=%ld steps=%ld seed=%llu",
-             o->net, mt_dataset_name(o->dataset), mt_oracle_name(p->oracle.kind), inner,
-             p->oracle.kappa, p->oracle.sigma, p->oracle.gamma, p->oracle.wd,
+             "net=%s dataset=%s oracle=%s inner=%s kappa=%g sigma=%g sigma_schedule=%s "
+             "gamma=%g prox_tau=%g dtp_rho=%g weight_decay=%g optim=%s lr=%g momentum=%g "
+             "nesterov=%d batch=%d micro_batches=%d epochs=%ld steps=%ld seed=%llu",
+             o->net, mt_dataset_name(o->dataset), mt_oracle_name(p->oracle.kind),
+             o->inner_text[0] ? o->inner_text : "default", p->oracle.kappa, p->oracle.sigma,
+             o->schedule_name, p->oracle.gamma, p->oracle.prox_tau, p->oracle.dtp_rho,
+             p->oracle.wd,
              mt_optim_name(p->optim.kind), p->optim.lr, p->optim.momentum, p->optim.nesterov,
              p->batch, p->micro_batches, o->epochs, o->steps, (unsigned long long)o->seed);
 }

@@ -36,7 +36,9 @@ typedef struct {
     char run_dir[1024];        /* "" = runs/<date>-<net>-<oracle> */
     int help, version;
     /* the text of choice options, mapped onto the enums above */
-    char oracle_name[16], optim_name[16], inner_text[32], dataset_name[16];
+    char oracle_name[16], optim_name[16], inner_text[256], dataset_name[16];
+    char schedule_name[16];
+    unsigned char given[64];   /* per option row: set on the command line */
 } mt_options;
 
 /* Fill `o` from argv. On a bad option, writes one line into err and returns

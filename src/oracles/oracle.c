@@ -1,20 +1,37 @@
 /*
  * oracle.c - the per-op backward rules of the oracles (ALGORITHMS.md
- * section 4). The pipeline calls mt_oracle_output once per micro-batch at
- * the end of the chain, mt_oracle_input for every op from the top down, and
- * mt_oracle_weights once per op with the whole mini-batch.
+ * section 4) and the choice of inner solver per op kind. The pipeline calls
+ * mt_oracle_output once per micro-batch at the end of the chain,
+ * mt_oracle_input for every op from the top down, and mt_oracle_weights once
+ * per op with the whole mini-batch.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "mtrain/oracle.h"
 
+static const char *const oracle_names[MT_ORACLE_COUNT] = {"gd", "penalized", "moreau",
+                                                          "proxprop", "dtp"};
+
 const char *mt_oracle_name(mt_oracle_kind kind)
 {
-    static const char *const names[] = {"gd", "penalized"};
-    return (unsigned)kind < sizeof names / sizeof names[0] ? names[kind] : "?";
+    return (unsigned)kind < MT_ORACLE_COUNT ? oracle_names[kind] : "?";
 }
+
+mt_status mt_oracle_parse(const char *text, mt_oracle_kind *kind)
+{
+    for (int k = 0; k < MT_ORACLE_COUNT; k++)
+        if (strcmp(text, oracle_names[k]) == 0) {
+            *kind = (mt_oracle_kind)k;
+            return MT_OK;
+        }
+    return MT_FAIL(MT_ERR_ARG, "--oracle '%s': expected gd, penalized, moreau, proxprop or dtp",
+                   text);
+}
+
+/* ---- inner solvers ------------------------------------------------------ */
 
 mt_status mt_inner_parse(const char *text, mt_inner *inner)
 {
@@ -23,9 +40,9 @@ mt_status mt_inner_parse(const char *text, mt_inner *inner)
 
     inner->tol = 1e-6;
     inner->residual = 0;
-    if (strcmp(text, "closed") == 0) {
-        inner->kind = MT_INNER_CLOSED;
-        inner->iters = 1;
+    inner->iters = 1;
+    if (strcmp(text, "closed") == 0 || strcmp(text, "qn") == 0) {
+        inner->kind = text[0] == 'c' ? MT_INNER_CLOSED : MT_INNER_QN;
         return MT_OK;
     }
     if (strncmp(text, "gd:", 3) == 0)
@@ -33,7 +50,7 @@ mt_status mt_inner_parse(const char *text, mt_inner *inner)
     else if (strncmp(text, "cg:", 3) == 0)
         inner->kind = MT_INNER_CG;
     else
-        return MT_FAIL(MT_ERR_ARG, "--inner '%s': expected gd:K, cg:K or closed", text);
+        return MT_FAIL(MT_ERR_ARG, "--inner '%s': expected gd:K, cg:K, qn or closed", text);
     k = strtol(text + 3, &end, 10);
     if (end == text + 3 || *end != '\0' || k < 1 || k > 10000)
         return MT_FAIL(MT_ERR_ARG, "--inner '%s': K must be an integer in 1..10000", text);
@@ -41,12 +58,117 @@ mt_status mt_inner_parse(const char *text, mt_inner *inner)
     return MT_OK;
 }
 
+static int known_kind(const char *kind)
+{
+    static const char *const kinds[] = {"dense", "conv2d", "relu", "avgpool", "gap",
+                                        "flatten", "pendulum", "block", "loss"};
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+        if (strcmp(kind, kinds[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* One item of --inner: "SOLVER" or "KIND=SOLVER". */
+static mt_status parse_rule(const char *item, mt_oracle_config *cfg)
+{
+    const char *eq = strchr(item, '=');
+    mt_inner inner;
+
+    MT_CHECK(mt_inner_parse(eq ? eq + 1 : item, &inner));
+    if (!eq) {
+        cfg->fallback = inner;
+        cfg->fallback_set = 1;
+        return MT_OK;
+    }
+    if (eq - item >= 16 || cfg->n_rules == MT_INNER_MAX_RULES)
+        return MT_FAIL(MT_ERR_ARG, "--inner item '%s' is too long or there are too many", item);
+    mt_inner_rule *r = &cfg->rules[cfg->n_rules];
+    memcpy(r->kind, item, (size_t)(eq - item));
+    r->kind[eq - item] = '\0';
+    if (!known_kind(r->kind))
+        return MT_FAIL(MT_ERR_ARG, "--inner '%s': unknown op kind '%s' (expected dense, conv2d, "
+                       "relu, avgpool, gap, pendulum, block or loss)", item, r->kind);
+    r->inner = inner;
+    cfg->n_rules++;
+    return MT_OK;
+}
+
+mt_status mt_inner_parse_rules(const char *text, mt_oracle_config *cfg)
+{
+    char buf[256];
+    char *save = NULL;
+
+    cfg->n_rules = 0;
+    cfg->fallback_set = 0;
+    if (strlen(text) >= sizeof buf || text[0] == '\0')
+        return MT_FAIL(MT_ERR_ARG, "--inner: expected a non-empty value under 256 characters");
+    snprintf(buf, sizeof buf, "%s", text);
+    for (char *item = strtok_r(buf, ",", &save); item; item = strtok_r(NULL, ",", &save))
+        MT_CHECK(parse_rule(item, cfg));
+    return MT_OK;
+}
+
 void mt_inner_format(const mt_inner *inner, char *buf, size_t cap)
 {
-    if (inner->kind == MT_INNER_CLOSED)
-        snprintf(buf, cap, "closed");
+    if (inner->kind == MT_INNER_CLOSED || inner->kind == MT_INNER_QN)
+        snprintf(buf, cap, "%s", inner->kind == MT_INNER_QN ? "qn" : "closed");
     else
         snprintf(buf, cap, "%s:%d", inner->kind == MT_INNER_GD ? "gd" : "cg", inner->iters);
+}
+
+static const mt_inner *rule_for(const mt_oracle_config *cfg, const char *kind)
+{
+    for (int i = 0; i < cfg->n_rules; i++)
+        if (strcmp(cfg->rules[i].kind, kind) == 0)
+            return &cfg->rules[i].inner;
+    return cfg->fallback_set ? &cfg->fallback : NULL;
+}
+
+mt_inner mt_oracle_inner_for(const mt_oracle_config *cfg, const mt_op *op)
+{
+    const mt_inner *r = rule_for(cfg, op->vt->kind);
+    mt_inner def = {MT_INNER_CG, 3, 1e-6, 0};
+
+    if (r)
+        return *r;
+    if (op->vt->solve_x || op->vt->solve_w)
+        def.kind = MT_INNER_CLOSED;
+    return def;
+}
+
+mt_status mt_oracle_check(const mt_oracle_config *cfg, mt_op *const *ops, int n_ops)
+{
+    for (int t = 0; t < n_ops; t++) {
+        const mt_op *op = ops[t];
+        mt_inner in = mt_oracle_inner_for(cfg, op);
+        int needs_w = op->n_params > 0 && !op->vt->solve_w;
+        if (in.kind == MT_INNER_CLOSED && (!op->vt->solve_x || needs_w))
+            return MT_FAIL(MT_ERR_ARG, "--inner: %s ops (%s) have no closed-form solver; "
+                           "use gd:K, cg:K or qn for them (e.g. --inner %s=cg:3)",
+                           op->vt->kind, op->name, op->vt->kind);
+    }
+    return MT_OK;
+}
+
+double mt_oracle_sigma_at(const mt_oracle_config *cfg, int t)
+{
+    if (cfg->schedule == MT_SIGMA_GEOMETRIC)
+        return pow(cfg->sigma, (double)(cfg->n_ops - t));
+    return cfg->sigma;
+}
+
+/* ---- the rules ---------------------------------------------------------- */
+
+static void report_one(mt_solve_report *rep)
+{
+    if (rep)
+        rep->iterations = 1, rep->residual = 0.0;
+}
+
+static void scale(float *v, size_t n, float a)
+{
+    for (size_t i = 0; i < n; i++)
+        v[i] *= a;
 }
 
 mt_status mt_oracle_output(const mt_oracle_config *cfg, mt_loss *loss, int n, int n_total,
@@ -54,54 +176,119 @@ mt_status mt_oracle_output(const mt_oracle_config *cfg, mt_loss *loss, int n, in
                            mt_solve_report *rep, mt_arena *ws)
 {
     const size_t size = (size_t)n * mt_shape_size(loss->in);
+    const mt_inner *r = rule_for(cfg, "loss");
     (void)ws;
 
-    if (rep)
-        rep->iterations = 0, rep->residual = 0.0;
+    report_one(rep);
     MT_CHECK(loss->vt->grad(loss, n, n_total, xT, targets, lambda));
-    if (cfg->kind == MT_ORACLE_GD)
+    switch (cfg->kind) {
+    case MT_ORACLE_GD:
+    case MT_ORACLE_PROXPROP:
         return MT_OK;
-
-    /* M_sigma(h)(x_T): gd:K from y = 0 with step 1 gives sigma grad h for
-     * K = 1; every other solver minimises exactly (Newton). */
-    if (cfg->inner.kind == MT_INNER_GD && cfg->inner.iters == 1) {
-        const float sigma = (float)cfg->sigma;
-        for (size_t i = 0; i < size; i++)
-            lambda[i] *= sigma;
+    case MT_ORACLE_DTP:
+        scale(lambda, size, (float)cfg->sigma);
+        return MT_OK;
+    default:
+        break;
+    }
+    /* M_sigma(h)(x_T): one gradient step from y = 0 gives sigma grad h; any
+     * other solver minimises it exactly (Newton or closed form). */
+    if (r && r->kind == MT_INNER_GD && r->iters == 1) {
+        scale(lambda, size, (float)cfg->sigma);
         return MT_OK;
     }
     return loss->vt->prox(loss, cfg->sigma, n, n_total, xT, targets, 1e-7, lambda, rep);
 }
 
-mt_status mt_oracle_input(const mt_oracle_config *cfg, mt_op *op, const float *w, int n,
-                          const float *x, const float *fx, const float *lambda,
+/* dtp's input step is the linearised A problem solved exactly: the closed
+ * form where the op is affine, else Gauss-Newton CG (exact in few steps on
+ * elementwise ops, whose J^T J is diagonal). */
+static mt_inner dtp_inner(const mt_oracle_config *cfg, const mt_op *op)
+{
+    mt_inner in = mt_oracle_inner_for(cfg, op);
+    if (in.kind == MT_INNER_CLOSED && op->is_affine)
+        return in;
+    if (in.kind != MT_INNER_CG)
+        in = (mt_inner){MT_INNER_CG, 3, 1e-6, 0};
+    if (in.iters < 2)
+        in.iters = 2;
+    return in;
+}
+
+mt_status mt_oracle_input(const mt_oracle_config *cfg, int t, mt_op *op, const float *w,
+                          int n, const float *x, const float *fx, const float *lambda,
                           float *lambda_in, mt_solve_report *rep, mt_arena *ws)
 {
-    mt_subproblem sp = {MT_SUB_A, cfg->sigma * cfg->kappa, 0.0};
+    mt_subproblem sp = {MT_SUB_A, 0.0, 0.0};
+    mt_inner in = mt_oracle_inner_for(cfg, op);
+    double s_t = mt_oracle_sigma_at(cfg, t);
 
-    if (cfg->kind == MT_ORACLE_GD) {
-        if (rep)
-            rep->iterations = 1, rep->residual = 0.0;
+    switch (cfg->kind) {
+    case MT_ORACLE_GD:
+    case MT_ORACLE_PROXPROP:
+        report_one(rep);
         return op->vt->vjp_x(op, w, n, x, lambda, lambda_in);
+    case MT_ORACLE_PENALIZED:
+        sp.s = s_t * cfg->kappa;
+        break;
+    case MT_ORACLE_MOREAU:
+        sp.kind = MT_SUB_M;
+        sp.s = s_t;
+        break;
+    case MT_ORACLE_DTP:
+        sp.s = 1.0 / cfg->dtp_rho;
+        in = dtp_inner(cfg, op);
+        break;
+    default:
+        return MT_FAIL(MT_ERR_STATE, "unknown oracle %d", (int)cfg->kind);
     }
-    return mt_solve_input(&cfg->inner, &sp, op, w, n, x, fx, lambda, lambda_in, rep, ws);
+    return mt_solve_input(&in, &sp, op, w, n, x, fx, lambda, lambda_in, rep, ws);
+}
+
+/* g = a (J_w^T lambda + wd w): back-propagation's weight rule, scaled. */
+static mt_status gradient_rule(const mt_oracle_config *cfg, double a, mt_op *op,
+                               const float *w, int n, const float *x, const float *lambda,
+                               float *g, mt_solve_report *rep)
+{
+    const float wd = (float)cfg->wd, af = (float)a;
+
+    report_one(rep);
+    MT_CHECK(op->vt->vjp_w(op, w, n, x, lambda, g));
+    if (wd != 0.0f)
+        for (size_t i = 0; i < op->n_params; i++)
+            g[i] += wd * w[i];
+    if (a != 1.0)
+        scale(g, op->n_params, af);
+    return MT_OK;
 }
 
 mt_status mt_oracle_weights(const mt_oracle_config *cfg, mt_op *op, const float *w, int n,
                             const float *x, const float *fx, const float *lambda, float *g,
                             mt_solve_report *rep, mt_arena *ws)
 {
-    mt_subproblem sp = {MT_SUB_A, cfg->gamma * cfg->kappa, cfg->gamma * cfg->wd};
+    mt_subproblem sp = {MT_SUB_A, 0.0, 0.0};
+    mt_inner in = mt_oracle_inner_for(cfg, op);
 
-    if (cfg->kind == MT_ORACLE_GD) {
-        const float wd = (float)cfg->wd;
-        if (rep)
-            rep->iterations = 1, rep->residual = 0.0;
-        MT_CHECK(op->vt->vjp_w(op, w, n, x, lambda, g));
-        if (wd != 0.0f)
-            for (size_t i = 0; i < op->n_params; i++)
-                g[i] += wd * w[i];
-        return MT_OK;
+    switch (cfg->kind) {
+    case MT_ORACLE_GD:
+        return gradient_rule(cfg, 1.0, op, w, n, x, lambda, g, rep);
+    case MT_ORACLE_DTP:
+        return gradient_rule(cfg, cfg->gamma, op, w, n, x, lambda, g, rep);
+    case MT_ORACLE_PENALIZED:
+        sp.s = cfg->gamma * cfg->kappa;
+        sp.decay = cfg->gamma * cfg->wd;
+        break;
+    case MT_ORACLE_MOREAU:
+        sp.kind = MT_SUB_M;
+        sp.s = cfg->gamma;
+        sp.decay = cfg->gamma * cfg->wd;
+        break;
+    case MT_ORACLE_PROXPROP:
+        sp.s = cfg->prox_tau;
+        sp.decay = cfg->prox_tau * cfg->wd;
+        break;
+    default:
+        return MT_FAIL(MT_ERR_STATE, "unknown oracle %d", (int)cfg->kind);
     }
-    return mt_solve_weights(&cfg->inner, &sp, op, w, n, x, fx, lambda, g, rep, ws);
+    return mt_solve_weights(&in, &sp, op, w, n, x, fx, lambda, g, rep, ws);
 }

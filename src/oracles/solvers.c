@@ -6,6 +6,7 @@
  *   gd:K  K gradient steps from y = 0, step 1 (M) or 1/2 (A), so that K = 1
  *         is exactly s J^T lambda (back-propagation); for K > 1 a group's
  *         step is halved whenever it would raise that group's objective.
+ *   qn    a Goldstein gradient step, then a Barzilai-Borwein step.
  *   cg:K  Gauss-Newton: linearise f(z - y) ~ f(z) - J y and solve
  *         (s J^T J + (1 + decay) I) y = s J^T lambda + decay z   (A)
  *         by K conjugate-gradient iterations per group, or exactly
@@ -251,6 +252,86 @@ static mt_status solve_cg(const problem *pb, int K, double tol, float *y, mt_sol
     return MT_OK;
 }
 
+/* The paper's two-step quasi-Newton, per group: a gradient step whose length
+ * satisfies the Goldstein conditions (c = 1/4), then one Barzilai-Borwein
+ * step y2 = y1 - (<s,s> / <s,dg>) grad F(y1), s = y1, dg = grad F(y1) - grad F(0). */
+static mt_status solve_qn(const problem *pb, int want_residual, float *y, mt_solve_report *rep)
+{
+    const size_t nv = (size_t)pb->G * pb->L, no = (size_t)pb->G * pb->L_out;
+    const int G = pb->G;
+    const double c = 0.25;
+    float *zy, *r, *g0, *g1;
+    double *partial, t[G], f0[G], ft[G], slope[G], lo[G], hi[G], a[G], ss[G], sd[G];
+    int done[G], open = G, evals = 0;
+
+    MT_CHECK(take(pb, nv, &zy));
+    MT_CHECK(take(pb, no, &r));
+    MT_CHECK(take(pb, nv, &g0));
+    MT_CHECK(take(pb, nv, &g1));
+    MT_CHECK(mt_arena_take(pb->ws, mt_vec_n_chunks(G, mt_max_sz(pb->L, pb->L_out)) *
+                                       sizeof(double), (void **)&partial));
+    memset(y, 0, nv * sizeof(float));
+    MT_CHECK(objective(pb, y, zy, r, partial, f0));
+    MT_CHECK(gradient(pb, y, zy, r, g0));
+    mt_vec_dot(G, pb->L, g0, g0, partial, slope); /* <g0, d> = -|g0|^2 */
+    for (int g = 0; g < G; g++) {
+        t[g] = pb->sp->kind == MT_SUB_A ? 0.5 : 1.0;
+        lo[g] = 0.0, hi[g] = INFINITY;
+        done[g] = slope[g] == 0.0;
+        open -= done[g];
+    }
+
+    /* Goldstein search: bisect between a too-long and a too-short step. */
+    for (int trial = 0; trial < 30 && open > 0; trial++) {
+        for (int g = 0; g < G; g++)
+            a[g] = -t[g];
+        memset(y, 0, nv * sizeof(float));
+        mt_vec_axpy(G, pb->L, a, g0, y);
+        MT_CHECK(objective(pb, y, zy, r, partial, ft));
+        evals++;
+        open = 0;
+        for (int g = 0; g < G; g++) {
+            if (done[g])
+                continue;
+            if (ft[g] > f0[g] - c * t[g] * slope[g])
+                hi[g] = t[g];                 /* too long */
+            else if (ft[g] < f0[g] - (1.0 - c) * t[g] * slope[g])
+                lo[g] = t[g];                 /* too short */
+            else {
+                done[g] = 1;
+                continue;
+            }
+            t[g] = isinf(hi[g]) ? 2.0 * t[g] : 0.5 * (lo[g] + hi[g]);
+            open++;
+        }
+    }
+    for (int g = 0; g < G; g++)
+        a[g] = -t[g];
+    memset(y, 0, nv * sizeof(float));
+    mt_vec_axpy(G, pb->L, a, g0, y);
+
+    /* Barzilai-Borwein: s = y1 - 0, dg = g1 - g0. */
+    MT_CHECK(objective(pb, y, zy, r, partial, ft));
+    MT_CHECK(gradient(pb, y, zy, r, g1));
+    mt_vec_dot(G, pb->L, y, y, partial, ss);
+    mt_vec_lin(nv, 1.0f, g1, -1.0f, g0, g0); /* g0 := g1 - g0 */
+    mt_vec_dot(G, pb->L, y, g0, partial, sd);
+    for (int g = 0; g < G; g++)
+        a[g] = sd[g] > 0.0 ? -ss[g] / sd[g] : -t[g];
+    mt_vec_axpy(G, pb->L, a, g1, y);
+
+    rep->iterations = 2 + evals;
+    rep->residual = 0.0;
+    if (want_residual) {
+        double gg[G];
+        MT_CHECK(objective(pb, y, zy, r, partial, ft));
+        MT_CHECK(gradient(pb, y, zy, r, g1));
+        mt_vec_dot(G, pb->L, g1, g1, partial, gg);
+        rep->residual = max_ratio(G, gg, slope);
+    }
+    return MT_OK;
+}
+
 static mt_status solve(const mt_inner *inner, problem *pb, float *y, mt_solve_report *rep)
 {
     size_t mark = mt_arena_mark(pb->ws);
@@ -263,6 +344,9 @@ static mt_status solve(const mt_inner *inner, problem *pb, float *y, mt_solve_re
         break;
     case MT_INNER_CG:
         st = solve_cg(pb, inner->iters, inner->tol, y, &local);
+        break;
+    case MT_INNER_QN:
+        st = solve_qn(pb, inner->residual, y, &local);
         break;
     default:
         st = MT_FAIL(MT_ERR_ARG, "op %s has no closed-form solver; use --inner gd:K or cg:K",

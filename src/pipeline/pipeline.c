@@ -136,6 +136,8 @@ mt_status mt_pipeline_create(MPI_Comm comm, mt_model *model, const mt_pipeline_c
         st = MT_FAIL(MT_ERR_MEM, "out of memory for the stage table");
         goto fail;
     }
+    p->cfg.oracle.n_ops = model->n_ops;
+    MT_CHECK_GOTO(mt_oracle_check(&p->cfg.oracle, model->ops, model->n_ops), st, fail);
     MT_CHECK_GOTO(mt_model_partition(model, p->size, p->stage_first), st, fail);
     p->a = p->stage_first[p->rank];
     p->b = p->stage_first[p->rank + 1];
@@ -287,7 +289,7 @@ static mt_status backward_micro(mt_pipeline *p, int M, int m, int lo, int hi, do
     for (int k = p->K - 1; k >= k_stop; k--) {
         mt_op *op = p->model->ops[p->a + k];
         size_t in = size_at(p, k), out = size_at(p, k + 1);
-        MT_CHECK(mt_oracle_input(&p->cfg.oracle, op, p->params + p->off[k], n,
+        MT_CHECK(mt_oracle_input(&p->cfg.oracle, p->a + k, op, p->params + p->off[k], n,
                                  p->x[k] + lo * in, p->x[k + 1] + lo * out,
                                  p->lam[k + 1] + lo * out, p->lam[k] + lo * in, NULL, &p->ws));
         mt_arena_reset(&p->ws);

@@ -28,7 +28,8 @@ static mt_pipeline_config config(mt_oracle_kind kind, int micro)
     c.oracle.sigma = 2.0;
     c.oracle.gamma = 0.3;
     c.oracle.wd = 1e-3;
-    c.oracle.inner = (mt_inner){MT_INNER_GD, 1, 1e-6, 0};
+    c.oracle.fallback = (mt_inner){MT_INNER_GD, 1, 1e-6, 0};
+    c.oracle.fallback_set = 1;
     c.optim.kind = MT_OPTIM_PLAIN;
     c.optim.lr = 1.0;
     return c;
@@ -110,7 +111,7 @@ static void test_layouts_agree(void)
     for (int kind = 0; kind < 2; kind++) {
         mt_pipeline_config multi = config((mt_oracle_kind)kind, 2);
         mt_pipeline_config single = config((mt_oracle_kind)kind, 1);
-        multi.oracle.inner = single.oracle.inner = (mt_inner){MT_INNER_CG, 3, 1e-6, 0};
+        multi.oracle.fallback = single.oracle.fallback = (mt_inner){MT_INNER_CG, 3, 1e-6, 0};
         double l_multi = one_step(MPI_COMM_WORLD, model, &multi, &p);
         MPI_Comm_split(MPI_COMM_WORLD, rank, 0, &self);
         double l_single = one_step(self, model, &single, &q);
