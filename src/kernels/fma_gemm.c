@@ -188,9 +188,6 @@ static void pack_b_chunk(int kc, int k0, int c0, int n, const float *b, int ldb,
     }
 }
 
-#ifndef PU
-#define PU 16
-#endif
 mt_status mt_gemm_nn(int rows, int n, int k, const float *a, int lda, const float *b, int ldb,
                      float *c, int ldc, mt_scratch *ws)
 {
