@@ -1,7 +1,7 @@
 /*
  * kernels.h - float32 tensor maths for the ops: deterministic tiled gemm on
- * single-threaded OpenBLAS calls, im2col/col2im, pooling and fixed-order
- * reductions.
+ * single-threaded OpenBLAS calls, an own FMA micro-kernel for batch products
+ * of dense layers, im2col/col2im, pooling and fixed-order reductions.
  *
  * Determinism. OpenBLAS results depend on the shape of a call (with the
  * Haswell kernels even row i of C = A B changes with the number of rows of
@@ -13,17 +13,20 @@
  *     result depends only on row i of the input and on i mod MT_BLOCK;
  *   - along other dimensions, tiles have a size fixed by that dimension
  *     (mt_gemm_tile).
- * Reductions add in an order fixed by the sizes, never by the thread count.
+ * The FMA micro-kernel (mt_gemm_nt, mt_gemm_nn) needs no such rule: each
+ * element it computes is one FMA chain in a fixed order. Reductions add in an
+ * order fixed by the sizes, never by the thread count.
  *
  * Workspaces. Kernels never allocate inside their loops: callers own an
  * mt_scratch (usually kept by the op) that grows on first use for a size
  * and is reused afterwards. Functions taking one are not thread safe with
  * respect to that scratch.
  *
- * Functions with "batch"/"tiled" in their name open their own OpenMP
- * parallel region: call them from serial code. The per-sample functions
- * (im2col, col2im, pooling) are serial and meant for use inside a caller's
- * OpenMP loop over samples.
+ * The gemm wrappers other than mt_sgemm, mt_add_row_bias and mt_sum_rows
+ * open their own OpenMP parallel region: call them from serial code (inside
+ * another parallel region they run on one thread, with the same results).
+ * mt_sgemm and the per-sample functions (im2col, col2im, pooling) are serial
+ * and meant for use inside a caller's OpenMP loop over samples.
  */
 #ifndef MTRAIN_KERNELS_H
 #define MTRAIN_KERNELS_H
