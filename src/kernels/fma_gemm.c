@@ -1,14 +1,13 @@
 /*
  * fma_gemm.c - mtrain's own batch products for dense layers on a register-
- * tiled micro-kernel written with GCC vector extensions (AVX-512, AVX or SSE
- * as -march allows).
+ * tiled micro-kernel: GCC vector extensions with explicit FMA intrinsics
+ * (AVX-512 or AVX2+FMA as -march allows, else fmaf per lane).
  *
  * Every element of C is one sequential fused multiply-add chain over
  * k = 0 .. K-1 starting from 0 (partial chains are stored and reloaded
  * exactly), so its bits depend only on its row of A and its column of op(B):
- * not on the number of rows, the tiling or the thread count. This file is
- * compiled with -ffp-contract=fast (CMakeLists.txt) so that `acc += s * b`
- * is one FMA.
+ * not on the number of rows, the tiling, the thread count or the compiler's
+ * optimisation level.
  *
  * Why not OpenBLAS here: its results depend on the call's shape, so batch
  * calls must be MT_BLOCK-row tiles, and each such call re-packs the whole
@@ -16,23 +15,43 @@
  * Here the weights are read in place (nt) or packed once per panel and
  * shared by all rows (nn).
  */
+#include <math.h>
 #include <omp.h>
 #include <string.h>
 
 #include "mtrain/kernels.h"
 
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+#include <immintrin.h>
+#endif
+
 #if defined(__AVX512F__)
 enum { VW = 16, MR = 8 }; /* 16 zmm accumulators */
-#elif defined(__AVX__)
+#elif defined(__AVX2__) && defined(__FMA__)
 enum { VW = 8, MR = 6 }; /* 12 ymm accumulators */
 #else
-enum { VW = 4, MR = 4 };
+enum { VW = 4, MR = 4 }; /* portable: fmaf per lane */
 #endif
 /* NR columns per panel, KC rows of B per packed chunk, PU panels per work
  * unit of mt_gemm_nn (measured best on the MLP's 4000 x 3072 layer). */
 enum { NR = 2 * VW, KC = 256, PU = 4 };
 
 typedef float vf __attribute__((vector_size(VW * sizeof(float))));
+
+/* acc + s b with one rounding per lane, whatever the compiler's contraction
+ * settings or optimisation level. */
+static inline vf fma_bcast(float s, vf b, vf acc)
+{
+#if defined(__AVX512F__)
+    return (vf)_mm512_fmadd_ps(_mm512_set1_ps(s), (__m512)b, (__m512)acc);
+#elif defined(__AVX2__) && defined(__FMA__)
+    return (vf)_mm256_fmadd_ps(_mm256_set1_ps(s), (__m256)b, (__m256)acc);
+#else
+    for (int i = 0; i < VW; i++)
+        acc[i] = fmaf(s, b[i], acc[i]);
+    return acc;
+#endif
+}
 
 static size_t round_up(size_t x, size_t m)
 {
@@ -51,8 +70,8 @@ static void kernel_rows(int K, const float *a, size_t lda, const float *bp, floa
         vf b0 = *(const vf *)(bp + (size_t)k * NR), b1 = *(const vf *)(bp + (size_t)k * NR + VW);
         for (int r = 0; r < MR; r++) {
             float s = a[r * lda + k];
-            acc[r][0] += s * b0;
-            acc[r][1] += s * b1;
+            acc[r][0] = fma_bcast(s, b0, acc[r][0]);
+            acc[r][1] = fma_bcast(s, b1, acc[r][1]);
         }
     }
     for (int r = 0; r < MR; r++) {
@@ -75,8 +94,8 @@ static void kernel_packed(int kc, const float *ap, const float *bb, float *c, in
         vf b0 = *(const vf *)(bb + k * NR), b1 = *(const vf *)(bb + k * NR + VW);
         for (int r = 0; r < MR; r++) {
             float s = ap[k * MR + r];
-            acc[r][0] += s * b0;
-            acc[r][1] += s * b1;
+            acc[r][0] = fma_bcast(s, b0, acc[r][0]);
+            acc[r][1] = fma_bcast(s, b1, acc[r][1]);
         }
     }
     for (int r = 0; r < MR; r++) {
