@@ -121,9 +121,8 @@ static void pack_rows_panels(int rows, int K, const float *a, int lda, float *ap
         float *dst = ap + (size_t)p * K * NR;
         for (int j = 0; j < NR; j++) {
             int i = p * NR + j;
-            const float *src = a + (size_t)i * lda;
             for (int k = 0; k < K; k++)
-                dst[(size_t)k * NR + j] = i < rows ? src[k] : 0.0f;
+                dst[(size_t)k * NR + j] = i < rows ? a[(size_t)i * lda + k] : 0.0f;
         }
     }
 }
@@ -189,9 +188,8 @@ static void pack_row_groups(int rows, int K, const float *a, int lda, float *ap)
         float *dst = ap + (size_t)g * K * MR;
         for (int r = 0; r < MR; r++) {
             int i = g * MR + r;
-            const float *src = a + (size_t)i * lda;
             for (int k = 0; k < K; k++)
-                dst[(size_t)k * MR + r] = i < rows ? src[k] : 0.0f;
+                dst[(size_t)k * MR + r] = i < rows ? a[(size_t)i * lda + k] : 0.0f;
         }
     }
 }
