@@ -15,28 +15,20 @@
  * Here the weights are read in place (nt) or packed once per panel and
  * shared by all rows (nn).
  */
-#include <math.h>
 #include <omp.h>
 #include <string.h>
 
+#include "fma.h"
 #include "mtrain/kernels.h"
 
-#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
-#include <immintrin.h>
-#endif
-
-#if defined(__AVX512F__)
-enum { VW = 16, MR = 8 }; /* 16 zmm accumulators */
-#elif defined(__AVX2__) && defined(__FMA__)
-enum { VW = 8, MR = 6 }; /* 12 ymm accumulators */
-#else
-enum { VW = 4, MR = 4 }; /* portable: fmaf per lane */
-#endif
-/* NR columns per panel, KC rows of B per packed chunk, PU panels per work
- * unit of mt_gemm_nn (measured best on the MLP's 4000 x 3072 layer). */
-enum { NR = 2 * VW, KC = 256, PU = 4 };
+enum { VW = MT_FMA_VW, MR = MT_FMA_MR, NR = MT_FMA_NR, KC = MT_FMA_KC };
+/* PU panels per work unit of mt_gemm_nn (measured best on the MLP's
+ * 4000 x 3072 layer). */
+enum { PU = 4 };
 
 typedef float vf __attribute__((vector_size(VW * sizeof(float))));
+/* The same, for loads and stores at any float alignment. */
+typedef float vfu __attribute__((vector_size(VW * sizeof(float)), aligned(sizeof(float))));
 
 /* acc + s b with one rounding per lane, whatever the compiler's contraction
  * settings or optimisation level. */
@@ -53,14 +45,7 @@ static inline vf fma_bcast(float s, vf b, vf acc)
 #endif
 }
 
-static size_t round_up(size_t x, size_t m)
-{
-    return (x + m - 1) / m * m;
-}
-
-/* t[r][j] = sum_k a[r][k] bp[k][j], r < MR, j < NR: the rows of a are read
- * in place (lda apart), bp is a packed panel [K][NR], t an aligned tile. */
-static void kernel_rows(int K, const float *a, size_t lda, const float *bp, float *t)
+void mt_fma_kernel_rows(int K, const float *a, size_t lda, const float *bp, float *t)
 {
     vf acc[MR][2];
 
@@ -80,18 +65,17 @@ static void kernel_rows(int K, const float *a, size_t lda, const float *bp, floa
     }
 }
 
-/* c[r][j] (+)= sum_{k < kc} ap[k][r] bb[k][j]: ap packed [kc][MR], bb
- * packed [kc][NR], c an aligned [MR][NR] tile; first starts from 0. */
-static void kernel_packed(int kc, const float *ap, const float *bb, float *c, int first)
+void mt_fma_kernel_ab(int kc, const float *ap, const float *b, size_t ldb, float *c, size_t ldc,
+                      int first)
 {
     vf acc[MR][2];
 
     for (int r = 0; r < MR; r++) {
-        acc[r][0] = first ? (vf){0} : *(const vf *)(c + r * NR);
-        acc[r][1] = first ? (vf){0} : *(const vf *)(c + r * NR + VW);
+        acc[r][0] = first ? (vf){0} : (vf)(*(const vfu *)(c + r * ldc));
+        acc[r][1] = first ? (vf){0} : (vf)(*(const vfu *)(c + r * ldc + VW));
     }
     for (int k = 0; k < kc; k++) {
-        vf b0 = *(const vf *)(bb + k * NR), b1 = *(const vf *)(bb + k * NR + VW);
+        vf b0 = *(const vfu *)(b + k * ldb), b1 = *(const vfu *)(b + k * ldb + VW);
         for (int r = 0; r < MR; r++) {
             float s = ap[k * MR + r];
             acc[r][0] = fma_bcast(s, b0, acc[r][0]);
@@ -99,8 +83,22 @@ static void kernel_packed(int kc, const float *ap, const float *bb, float *c, in
         }
     }
     for (int r = 0; r < MR; r++) {
-        *(vf *)(c + r * NR) = acc[r][0];
-        *(vf *)(c + r * NR + VW) = acc[r][1];
+        *(vfu *)(c + r * ldc) = acc[r][0];
+        *(vfu *)(c + r * ldc + VW) = acc[r][1];
+    }
+}
+
+void mt_fma_pack(int rows, int K, const float *a, size_t rs, size_t cs, float *ap)
+{
+    int ng = (rows + MR - 1) / MR;
+
+    for (int g = 0; g < ng; g++) {
+        float *dst = ap + (size_t)g * K * MR;
+        for (int r = 0; r < MR; r++) {
+            int i = g * MR + r;
+            for (int k = 0; k < K; k++)
+                dst[(size_t)k * MR + r] = i < rows ? a[(size_t)i * rs + k * cs] : 0.0f;
+        }
     }
 }
 
@@ -141,8 +139,8 @@ mt_status mt_gemm_nt(int rows, int n, int k, const float *a, int lda, const floa
                      float *c, int ldc, mt_scratch *ws)
 {
     int np = (rows + NR - 1) / NR, ng = (n + MR - 1) / MR;
-    size_t packed = round_up((size_t)np * NR * k, 16);
-    size_t per_thread = round_up((size_t)MR * NR + (size_t)MR * k, 16);
+    size_t packed = mt_round_up((size_t)np * NR * k, 16);
+    size_t per_thread = mt_round_up((size_t)MR * NR + (size_t)MR * k, 16);
     float *ap;
 
     if (rows <= 0 || n <= 0)
@@ -172,25 +170,21 @@ mt_status mt_gemm_nt(int rows, int n, int k, const float *a, int lda, const floa
             bg = pad;
             ld = (size_t)k;
         }
-        kernel_rows(k, bg, ld, ap + (size_t)p * k * NR, tile);
+        mt_fma_kernel_rows(k, bg, ld, ap + (size_t)p * k * NR, tile);
         store_transposed(tile, g, p, rows, n, c, ldc);
     }
     return MT_OK;
 }
 
-/* ap[g][k][r] = a[g MR + r][k] (0 past the last row): A in row groups. */
+/* mt_fma_pack of the rows of A, OpenMP over row groups. */
 static void pack_row_groups(int rows, int K, const float *a, int lda, float *ap)
 {
     int ng = (rows + MR - 1) / MR;
 
 #pragma omp parallel for schedule(static)
     for (int g = 0; g < ng; g++) {
-        float *dst = ap + (size_t)g * K * MR;
-        for (int r = 0; r < MR; r++) {
-            int i = g * MR + r;
-            for (int k = 0; k < K; k++)
-                dst[(size_t)k * MR + r] = i < rows ? a[(size_t)i * lda + k] : 0.0f;
-        }
+        int n_rows = rows - g * MR < MR ? rows - g * MR : MR;
+        mt_fma_pack(n_rows, K, a + (size_t)g * MR * lda, (size_t)lda, 1, ap + (size_t)g * K * MR);
     }
 }
 
@@ -209,9 +203,9 @@ mt_status mt_gemm_nn(int rows, int n, int k, const float *a, int lda, const floa
                      float *c, int ldc, mt_scratch *ws)
 {
     int ng = (rows + MR - 1) / MR, np = (n + NR - 1) / NR, nu = (np + PU - 1) / PU;
-    size_t packed = round_up((size_t)ng * MR * k, 16);
+    size_t packed = mt_round_up((size_t)ng * MR * k, 16);
     size_t cpanel = (size_t)ng * MR * NR;
-    size_t per_thread = round_up((size_t)KC * NR + cpanel * PU, 16);
+    size_t per_thread = mt_round_up((size_t)KC * NR + cpanel * PU, 16);
     float *ap;
 
     if (rows <= 0 || n <= 0)
@@ -238,8 +232,8 @@ mt_status mt_gemm_nn(int rows, int n, int k, const float *a, int lda, const floa
             for (int p = p0; p < p1; p++) {
                 pack_b_chunk(kc, k0, p * NR, n, b, ldb, bb);
                 for (int g = 0; g < ng; g++)
-                    kernel_packed(kc, ap + ((size_t)g * k + k0) * MR, bb,
-                                  cbuf + cpanel * (p - p0) + (size_t)g * MR * NR, k0 == 0);
+                    mt_fma_kernel_ab(kc, ap + ((size_t)g * k + k0) * MR, bb, NR,
+                                     cbuf + cpanel * (p - p0) + (size_t)g * MR * NR, NR, k0 == 0);
             }
         }
         for (int p = p0; p < p1; p++) {
