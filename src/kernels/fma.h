@@ -28,7 +28,10 @@ enum { MT_FMA_VW = 4, MT_FMA_MR = 4 }; /* portable: fmaf per lane */
 /* NR columns per tile; KC rows of k per chunk where a product is chunked. */
 enum { MT_FMA_NR = 2 * MT_FMA_VW, MT_FMA_KC = 256 };
 
-static inline size_t mt_round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
+static inline size_t mt_round_up(size_t x, size_t m)
+{
+    return (x + m - 1) / m * m;
+}
 
 /* c[r][j] (+)= sum_{k < kc} ap[k][r] b[k][j] for r < MR, j < NR: ap packed
  * [kc][MR] (mt_fma_pack), b and c rows ldb and ldc floats apart (any
@@ -36,10 +39,12 @@ static inline size_t mt_round_up(size_t x, size_t m) { return (x + m - 1) / m * 
 void mt_fma_kernel_ab(int kc, const float *ap, const float *b, size_t ldb, float *c, size_t ldc,
                       int first);
 
-/* t[r][j] = sum_{k < K} a[r][k] bp[k][j] for r < MR, j < NR: the MR rows of
- * a read in place (lda apart), bp a packed panel [K][NR], t an [MR][NR]
- * tile; bp and t aligned to 64 bytes. */
-void mt_fma_kernel_rows(int K, const float *a, size_t lda, const float *bp, float *t);
+/* c[r][j] (+)= sum_{k < K} a[r][k] bp[k][j] for r < MR, j < NR: the MR rows
+ * of a read in place (lda apart), bp a packed panel [K][NR] aligned to 64
+ * bytes, c rows ldc floats apart; first = 1 starts from 0, else continues
+ * the chains in c. */
+void mt_fma_kernel_rows(int K, const float *a, size_t lda, const float *bp, float *c, size_t ldc,
+                        int first);
 
 /* ap[g][k][r] = a[(g MR + r) rs + k cs] for rows g MR + r < rows (0 past
  * them), k < K: row groups of a strided matrix (cs = 1: rows of a; rs = 1:

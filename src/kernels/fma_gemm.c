@@ -45,12 +45,15 @@ static inline vf fma_bcast(float s, vf b, vf acc)
 #endif
 }
 
-void mt_fma_kernel_rows(int K, const float *a, size_t lda, const float *bp, float *t)
+void mt_fma_kernel_rows(int K, const float *a, size_t lda, const float *bp, float *c, size_t ldc,
+                        int first)
 {
     vf acc[MR][2];
 
-    for (int r = 0; r < MR; r++)
-        acc[r][0] = acc[r][1] = (vf){0};
+    for (int r = 0; r < MR; r++) {
+        acc[r][0] = first ? (vf){0} : (vf)(*(const vfu *)(c + r * ldc));
+        acc[r][1] = first ? (vf){0} : (vf)(*(const vfu *)(c + r * ldc + VW));
+    }
     for (int k = 0; k < K; k++) {
         vf b0 = *(const vf *)(bp + (size_t)k * NR), b1 = *(const vf *)(bp + (size_t)k * NR + VW);
         for (int r = 0; r < MR; r++) {
@@ -60,8 +63,8 @@ void mt_fma_kernel_rows(int K, const float *a, size_t lda, const float *bp, floa
         }
     }
     for (int r = 0; r < MR; r++) {
-        *(vf *)(t + r * NR) = acc[r][0];
-        *(vf *)(t + r * NR + VW) = acc[r][1];
+        *(vfu *)(c + r * ldc) = acc[r][0];
+        *(vfu *)(c + r * ldc + VW) = acc[r][1];
     }
 }
 
@@ -170,7 +173,7 @@ mt_status mt_gemm_nt(int rows, int n, int k, const float *a, int lda, const floa
             bg = pad;
             ld = (size_t)k;
         }
-        mt_fma_kernel_rows(k, bg, ld, ap + (size_t)p * k * NR, tile);
+        mt_fma_kernel_rows(k, bg, ld, ap + (size_t)p * k * NR, tile, NR, 1);
         store_transposed(tile, g, p, rows, n, c, ldc);
     }
     return MT_OK;
