@@ -1,7 +1,8 @@
 /*
  * kernels.h - float32 tensor maths for the ops: deterministic tiled gemm on
- * single-threaded OpenBLAS calls, an own FMA micro-kernel for batch products
- * of dense layers, im2col/col2im, pooling and fixed-order reductions.
+ * single-threaded OpenBLAS calls, an own FMA micro-kernel for the batch
+ * products of dense and conv layers, im2col/col2im, pooling and fixed-order
+ * reductions.
  *
  * Determinism. OpenBLAS results depend on the shape of a call (with the
  * Haswell kernels even row i of C = A B changes with the number of rows of
@@ -13,8 +14,8 @@
  *     result depends only on row i of the input and on i mod MT_BLOCK;
  *   - along other dimensions, tiles have a size fixed by that dimension
  *     (mt_gemm_tile).
- * The FMA micro-kernel (mt_gemm_nt, mt_gemm_nn) needs no such rule: each
- * element it computes is one FMA chain in a fixed order. Reductions add in an
+ * The FMA micro-kernel (mt_gemm_nt, mt_gemm_nn, mt_conv_*) needs no such
+ * rule: each element it computes is one FMA chain in a fixed order. Reductions add in an
  * order fixed by the sizes, never by the thread count.
  *
  * Workspaces. Kernels never allocate inside their loops: callers own an
