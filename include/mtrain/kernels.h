@@ -1,6 +1,7 @@
 /*
  * kernels.h - float32 tensor maths for the ops: deterministic tiled gemm on
- * single-threaded OpenBLAS calls, im2col/col2im, pooling and fixed-order
+ * single-threaded OpenBLAS calls, an own FMA micro-kernel for the batch
+ * products of dense and conv layers, im2col/col2im, pooling and fixed-order
  * reductions.
  *
  * Determinism. OpenBLAS results depend on the shape of a call (with the
@@ -13,17 +14,20 @@
  *     result depends only on row i of the input and on i mod MT_BLOCK;
  *   - along other dimensions, tiles have a size fixed by that dimension
  *     (mt_gemm_tile).
- * Reductions add in an order fixed by the sizes, never by the thread count.
+ * The FMA micro-kernel (mt_gemm_nt, mt_gemm_nn, mt_conv_*) needs no such
+ * rule: each element it computes is one FMA chain in a fixed order. Reductions add in an
+ * order fixed by the sizes, never by the thread count.
  *
  * Workspaces. Kernels never allocate inside their loops: callers own an
  * mt_scratch (usually kept by the op) that grows on first use for a size
  * and is reused afterwards. Functions taking one are not thread safe with
  * respect to that scratch.
  *
- * Functions with "batch"/"tiled" in their name open their own OpenMP
- * parallel region: call them from serial code. The per-sample functions
- * (im2col, col2im, pooling) are serial and meant for use inside a caller's
- * OpenMP loop over samples.
+ * The gemm wrappers other than mt_sgemm, mt_add_row_bias and mt_sum_rows
+ * open their own OpenMP parallel region: call them from serial code (inside
+ * another parallel region they run on one thread, with the same results).
+ * mt_sgemm and the per-sample functions (im2col, col2im, pooling) are serial
+ * and meant for use inside a caller's OpenMP loop over samples.
  */
 #ifndef MTRAIN_KERNELS_H
 #define MTRAIN_KERNELS_H
@@ -143,15 +147,35 @@ void mt_im2col(const mt_conv_geom *g, const float *x, float *col);
 void mt_col2im(const mt_conv_geom *g, const float *col, float *x);
 
 /* The same restricted to the output rows [oy0, oy0 + noy): col has
- * (noy ow) columns. mt_col2im_rows adds into x (not cleared first). */
-void mt_im2col_rows(const mt_conv_geom *g, const float *x, int oy0, int noy, float *col);
-void mt_col2im_rows(const mt_conv_geom *g, const float *col, int oy0, int noy, float *x);
+ * (noy ow) columns, rows ldc floats apart (ldc >= noy ow; the columns past
+ * noy ow are neither written nor read). mt_col2im_rows adds into x (not
+ * cleared first). */
+void mt_im2col_rows(const mt_conv_geom *g, const float *x, int oy0, int noy, float *col,
+                    size_t ldc);
+void mt_col2im_rows(const mt_conv_geom *g, const float *col, size_t ldc, int oy0, int noy,
+                    float *x);
 
 /* Output rows per chunk of the column matrix, so that a chunk (c k k rows
  * by chunk ow columns) stays within about 1 MiB, in the core's L2 while its
  * gemm runs; chunks are of equal size but the last. Depends on the geometry
  * only. */
 int mt_conv_chunk_rows(const mt_conv_geom *g);
+
+/* A convolution layer over a batch, on the FMA micro-kernel with im2col in
+ * chunks of output rows. w [out_c][c k k] (PyTorch's [out][in][k][k]),
+ * x [n][c][h][w], y and dy [n][out_c][oh][ow]. Per sample, every output
+ * element is computed in an order fixed by the geometry; the weight
+ * gradient sums samples in order within blocks of MT_BLOCK and adds the
+ * blocks in order (fixed by n). OpenMP inside; ws grows once.
+ *   mt_conv_forward:          y = W * x (+ bias per channel when not NULL)
+ *   mt_conv_backward_data:    dx = W^T * dy (the adjoint in x)
+ *   mt_conv_backward_weights: dw = sum_i dy_i col(x_i)^T, db = sum dy_i */
+mt_status mt_conv_forward(const mt_conv_geom *g, int out_c, const float *w, const float *bias,
+                          int n, const float *x, float *y, mt_scratch *ws);
+mt_status mt_conv_backward_data(const mt_conv_geom *g, int out_c, const float *w, int n,
+                                const float *dy, float *dx, mt_scratch *ws);
+mt_status mt_conv_backward_weights(const mt_conv_geom *g, int out_c, int n, const float *x,
+                                   const float *dy, float *dw, float *db, mt_scratch *ws);
 
 /* ---- pooling (one sample, serial) ------------------------------------------ */
 

@@ -81,15 +81,15 @@ int mt_conv_chunk_rows(const mt_conv_geom *g)
     return (int)(((size_t)g->oh + n_chunks - 1) / n_chunks);
 }
 
-void mt_im2col_rows(const mt_conv_geom *g, const float *x, int oy0, int noy, float *col)
+void mt_im2col_rows(const mt_conv_geom *g, const float *x, int oy0, int noy, float *col, size_t ldc)
 {
-    int k = g->k, n_cols = noy * g->ow;
+    int k = g->k;
 
     for (int ci = 0; ci < g->c; ci++) {
         const float *xc = x + (size_t)ci * g->h * g->w;
         for (int ki = 0; ki < k; ki++)
             for (int kj = 0; kj < k; kj++) {
-                float *row = col + ((size_t)(ci * k + ki) * k + kj) * n_cols;
+                float *row = col + ((size_t)(ci * k + ki) * k + kj) * ldc;
                 int lo, hi;
                 valid_cols(g, kj, &lo, &hi);
                 for (int r = 0; r < noy; r++)
@@ -98,15 +98,15 @@ void mt_im2col_rows(const mt_conv_geom *g, const float *x, int oy0, int noy, flo
     }
 }
 
-void mt_col2im_rows(const mt_conv_geom *g, const float *col, int oy0, int noy, float *x)
+void mt_col2im_rows(const mt_conv_geom *g, const float *col, size_t ldc, int oy0, int noy, float *x)
 {
-    int k = g->k, s = g->stride, n_cols = noy * g->ow;
+    int k = g->k, s = g->stride;
 
     for (int ci = 0; ci < g->c; ci++) {
         float *xc = x + (size_t)ci * g->h * g->w;
         for (int ki = 0; ki < k; ki++)
             for (int kj = 0; kj < k; kj++) {
-                const float *row = col + ((size_t)(ci * k + ki) * k + kj) * n_cols;
+                const float *row = col + ((size_t)(ci * k + ki) * k + kj) * ldc;
                 int lo, hi;
                 valid_cols(g, kj, &lo, &hi);
                 for (int r = 0; r < noy; r++) {
@@ -125,11 +125,11 @@ void mt_col2im_rows(const mt_conv_geom *g, const float *col, int oy0, int noy, f
 
 void mt_im2col(const mt_conv_geom *g, const float *x, float *col)
 {
-    mt_im2col_rows(g, x, 0, g->oh, col);
+    mt_im2col_rows(g, x, 0, g->oh, col, (size_t)mt_conv_cols(g));
 }
 
 void mt_col2im(const mt_conv_geom *g, const float *col, float *x)
 {
     memset(x, 0, sizeof(float) * (size_t)g->c * g->h * g->w);
-    mt_col2im_rows(g, col, 0, g->oh, x);
+    mt_col2im_rows(g, col, (size_t)mt_conv_cols(g), 0, g->oh, x);
 }

@@ -1,14 +1,13 @@
 /*
  * fma_gemm.c - mtrain's own batch products for dense layers on a register-
- * tiled micro-kernel written with GCC vector extensions (AVX-512, AVX or SSE
- * as -march allows).
+ * tiled micro-kernel: GCC vector extensions with explicit FMA intrinsics
+ * (AVX-512 or AVX2+FMA as -march allows, else fmaf per lane).
  *
  * Every element of C is one sequential fused multiply-add chain over
  * k = 0 .. K-1 starting from 0 (partial chains are stored and reloaded
  * exactly), so its bits depend only on its row of A and its column of op(B):
- * not on the number of rows, the tiling or the thread count. This file is
- * compiled with -ffp-contract=fast (CMakeLists.txt) so that `acc += s * b`
- * is one FMA.
+ * not on the number of rows, the tiling, the thread count or the compiler's
+ * optimisation level.
  *
  * Why not OpenBLAS here: its results depend on the call's shape, so batch
  * calls must be MT_BLOCK-row tiles, and each such call re-packs the whole
@@ -19,67 +18,90 @@
 #include <omp.h>
 #include <string.h>
 
+#include "fma.h"
 #include "mtrain/kernels.h"
 
-#if defined(__AVX512F__)
-enum { VW = 16, MR = 8 }; /* 16 zmm accumulators */
-#elif defined(__AVX__)
-enum { VW = 8, MR = 6 }; /* 12 ymm accumulators */
-#else
-enum { VW = 4, MR = 4 };
-#endif
-enum { NR = 2 * VW, KC = 256 };
+enum { VW = MT_FMA_VW, MR = MT_FMA_MR, NR = MT_FMA_NR, KC = MT_FMA_KC };
+/* PU panels per work unit of mt_gemm_nn (measured best on the MLP's
+ * 4000 x 3072 layer). */
+enum { PU = 4 };
 
 typedef float vf __attribute__((vector_size(VW * sizeof(float))));
+/* The same, for loads and stores at any float alignment. */
+typedef float vfu __attribute__((vector_size(VW * sizeof(float)), aligned(sizeof(float))));
 
-static size_t round_up(size_t x, size_t m)
+/* acc + s b with one rounding per lane, whatever the compiler's contraction
+ * settings or optimisation level. */
+static inline vf fma_bcast(float s, vf b, vf acc)
 {
-    return (x + m - 1) / m * m;
+#if defined(__AVX512F__)
+    return (vf)_mm512_fmadd_ps(_mm512_set1_ps(s), (__m512)b, (__m512)acc);
+#elif defined(__AVX2__) && defined(__FMA__)
+    return (vf)_mm256_fmadd_ps(_mm256_set1_ps(s), (__m256)b, (__m256)acc);
+#else
+    for (int i = 0; i < VW; i++)
+        acc[i] = fmaf(s, b[i], acc[i]);
+    return acc;
+#endif
 }
 
-/* t[r][j] = sum_k a[r][k] bp[k][j], r < MR, j < NR: the rows of a are read
- * in place (lda apart), bp is a packed panel [K][NR], t an aligned tile. */
-static void kernel_rows(int K, const float *a, size_t lda, const float *bp, float *t)
+void mt_fma_kernel_rows(int K, const float *a, size_t lda, const float *bp, float *c, size_t ldc,
+                        int first)
 {
     vf acc[MR][2];
 
-    for (int r = 0; r < MR; r++)
-        acc[r][0] = acc[r][1] = (vf){0};
+    for (int r = 0; r < MR; r++) {
+        acc[r][0] = first ? (vf){0} : (vf)(*(const vfu *)(c + r * ldc));
+        acc[r][1] = first ? (vf){0} : (vf)(*(const vfu *)(c + r * ldc + VW));
+    }
     for (int k = 0; k < K; k++) {
         vf b0 = *(const vf *)(bp + (size_t)k * NR), b1 = *(const vf *)(bp + (size_t)k * NR + VW);
         for (int r = 0; r < MR; r++) {
             float s = a[r * lda + k];
-            acc[r][0] += s * b0;
-            acc[r][1] += s * b1;
+            acc[r][0] = fma_bcast(s, b0, acc[r][0]);
+            acc[r][1] = fma_bcast(s, b1, acc[r][1]);
         }
     }
     for (int r = 0; r < MR; r++) {
-        *(vf *)(t + r * NR) = acc[r][0];
-        *(vf *)(t + r * NR + VW) = acc[r][1];
+        *(vfu *)(c + r * ldc) = acc[r][0];
+        *(vfu *)(c + r * ldc + VW) = acc[r][1];
     }
 }
 
-/* c[r][j] (+)= sum_{k < kc} ap[k][r] bb[k][j]: ap packed [kc][MR], bb
- * packed [kc][NR], c an aligned [MR][NR] tile; first starts from 0. */
-static void kernel_packed(int kc, const float *ap, const float *bb, float *c, int first)
+void mt_fma_kernel_ab(int kc, const float *ap, const float *b, size_t ldb, float *c, size_t ldc,
+                      int first)
 {
     vf acc[MR][2];
 
     for (int r = 0; r < MR; r++) {
-        acc[r][0] = first ? (vf){0} : *(const vf *)(c + r * NR);
-        acc[r][1] = first ? (vf){0} : *(const vf *)(c + r * NR + VW);
+        acc[r][0] = first ? (vf){0} : (vf)(*(const vfu *)(c + r * ldc));
+        acc[r][1] = first ? (vf){0} : (vf)(*(const vfu *)(c + r * ldc + VW));
     }
     for (int k = 0; k < kc; k++) {
-        vf b0 = *(const vf *)(bb + k * NR), b1 = *(const vf *)(bb + k * NR + VW);
+        vf b0 = *(const vfu *)(b + k * ldb), b1 = *(const vfu *)(b + k * ldb + VW);
         for (int r = 0; r < MR; r++) {
             float s = ap[k * MR + r];
-            acc[r][0] += s * b0;
-            acc[r][1] += s * b1;
+            acc[r][0] = fma_bcast(s, b0, acc[r][0]);
+            acc[r][1] = fma_bcast(s, b1, acc[r][1]);
         }
     }
     for (int r = 0; r < MR; r++) {
-        *(vf *)(c + r * NR) = acc[r][0];
-        *(vf *)(c + r * NR + VW) = acc[r][1];
+        *(vfu *)(c + r * ldc) = acc[r][0];
+        *(vfu *)(c + r * ldc + VW) = acc[r][1];
+    }
+}
+
+void mt_fma_pack(int rows, int K, const float *a, size_t rs, size_t cs, float *ap)
+{
+    int ng = (rows + MR - 1) / MR;
+
+    for (int g = 0; g < ng; g++) {
+        float *dst = ap + (size_t)g * K * MR;
+        for (int r = 0; r < MR; r++) {
+            int i = g * MR + r;
+            for (int k = 0; k < K; k++)
+                dst[(size_t)k * MR + r] = i < rows ? a[(size_t)i * rs + k * cs] : 0.0f;
+        }
     }
 }
 
@@ -100,9 +122,8 @@ static void pack_rows_panels(int rows, int K, const float *a, int lda, float *ap
         float *dst = ap + (size_t)p * K * NR;
         for (int j = 0; j < NR; j++) {
             int i = p * NR + j;
-            const float *src = a + (size_t)i * lda;
             for (int k = 0; k < K; k++)
-                dst[(size_t)k * NR + j] = i < rows ? src[k] : 0.0f;
+                dst[(size_t)k * NR + j] = i < rows ? a[(size_t)i * lda + k] : 0.0f;
         }
     }
 }
@@ -121,8 +142,8 @@ mt_status mt_gemm_nt(int rows, int n, int k, const float *a, int lda, const floa
                      float *c, int ldc, mt_scratch *ws)
 {
     int np = (rows + NR - 1) / NR, ng = (n + MR - 1) / MR;
-    size_t packed = round_up((size_t)np * NR * k, 16);
-    size_t per_thread = round_up((size_t)MR * NR + (size_t)MR * k, 16);
+    size_t packed = mt_round_up((size_t)np * NR * k, 16);
+    size_t per_thread = mt_round_up((size_t)MR * NR + (size_t)MR * k, 16);
     float *ap;
 
     if (rows <= 0 || n <= 0)
@@ -152,26 +173,21 @@ mt_status mt_gemm_nt(int rows, int n, int k, const float *a, int lda, const floa
             bg = pad;
             ld = (size_t)k;
         }
-        kernel_rows(k, bg, ld, ap + (size_t)p * k * NR, tile);
+        mt_fma_kernel_rows(k, bg, ld, ap + (size_t)p * k * NR, tile, NR, 1);
         store_transposed(tile, g, p, rows, n, c, ldc);
     }
     return MT_OK;
 }
 
-/* ap[g][k][r] = a[g MR + r][k] (0 past the last row): A in row groups. */
+/* mt_fma_pack of the rows of A, OpenMP over row groups. */
 static void pack_row_groups(int rows, int K, const float *a, int lda, float *ap)
 {
     int ng = (rows + MR - 1) / MR;
 
 #pragma omp parallel for schedule(static)
     for (int g = 0; g < ng; g++) {
-        float *dst = ap + (size_t)g * K * MR;
-        for (int r = 0; r < MR; r++) {
-            int i = g * MR + r;
-            const float *src = a + (size_t)i * lda;
-            for (int k = 0; k < K; k++)
-                dst[(size_t)k * MR + r] = i < rows ? src[k] : 0.0f;
-        }
+        int n_rows = rows - g * MR < MR ? rows - g * MR : MR;
+        mt_fma_pack(n_rows, K, a + (size_t)g * MR * lda, (size_t)lda, 1, ap + (size_t)g * K * MR);
     }
 }
 
@@ -189,9 +205,10 @@ static void pack_b_chunk(int kc, int k0, int c0, int n, const float *b, int ldb,
 mt_status mt_gemm_nn(int rows, int n, int k, const float *a, int lda, const float *b, int ldb,
                      float *c, int ldc, mt_scratch *ws)
 {
-    int ng = (rows + MR - 1) / MR, np = (n + NR - 1) / NR;
-    size_t packed = round_up((size_t)ng * MR * k, 16);
-    size_t per_thread = round_up((size_t)KC * NR + (size_t)ng * MR * NR, 16);
+    int ng = (rows + MR - 1) / MR, np = (n + NR - 1) / NR, nu = (np + PU - 1) / PU;
+    size_t packed = mt_round_up((size_t)ng * MR * k, 16);
+    size_t cpanel = (size_t)ng * MR * NR;
+    size_t per_thread = mt_round_up((size_t)KC * NR + cpanel * PU, 16);
     float *ap;
 
     if (rows <= 0 || n <= 0)
@@ -205,22 +222,29 @@ mt_status mt_gemm_nn(int rows, int n, int k, const float *a, int lda, const floa
     ap = ws->p;
     pack_row_groups(rows, k, a, lda, ap);
 
-    /* One unit per panel of NR columns: each chunk of KC rows of B is packed
-     * once and used by every row group; the panel of C accumulates in cbuf. */
+    /* A unit is PU panels of NR columns: each chunk of KC rows of B is packed
+     * once per panel and used by every row group; the unit's panels of C
+     * accumulate in cbuf and are copied out at the end. */
 #pragma omp parallel for schedule(static)
-    for (int p = 0; p < np; p++) {
+    for (int u = 0; u < nu; u++) {
         float *bb = ap + packed + per_thread * omp_get_thread_num(), *cbuf = bb + KC * NR;
-        int w = n - p * NR < NR ? n - p * NR : NR;
+        int p0 = u * PU, p1 = p0 + PU < np ? p0 + PU : np;
 
         for (int k0 = 0; k0 < k; k0 += KC) {
             int kc = k - k0 < KC ? k - k0 : KC;
-            pack_b_chunk(kc, k0, p * NR, n, b, ldb, bb);
-            for (int g = 0; g < ng; g++)
-                kernel_packed(kc, ap + ((size_t)g * k + k0) * MR, bb, cbuf + (size_t)g * MR * NR,
-                              k0 == 0);
+            for (int p = p0; p < p1; p++) {
+                pack_b_chunk(kc, k0, p * NR, n, b, ldb, bb);
+                for (int g = 0; g < ng; g++)
+                    mt_fma_kernel_ab(kc, ap + ((size_t)g * k + k0) * MR, bb, NR,
+                                     cbuf + cpanel * (p - p0) + (size_t)g * MR * NR, NR, k0 == 0);
+            }
         }
-        for (int i = 0; i < rows; i++)
-            memcpy(c + (size_t)i * ldc + p * NR, cbuf + (size_t)i * NR, sizeof(float) * w);
+        for (int p = p0; p < p1; p++) {
+            int w = n - p * NR < NR ? n - p * NR : NR;
+            for (int i = 0; i < rows; i++)
+                memcpy(c + (size_t)i * ldc + p * NR, cbuf + cpanel * (p - p0) + (size_t)i * NR,
+                       sizeof(float) * w);
+        }
     }
     return MT_OK;
 }

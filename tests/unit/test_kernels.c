@@ -272,14 +272,14 @@ static void test_im2col_col2im(void)
         bad = 0;
         for (int oy0 = 0; oy0 < g.oh; oy0 += chunk) {
             int noy = g.oh - oy0 < chunk ? g.oh - oy0 : chunk;
-            mt_im2col_rows(&g, x, oy0, noy, part);
+            mt_im2col_rows(&g, x, oy0, noy, part, (size_t)noy * g.ow);
             for (int r = 0; r < rows; r++)
                 bad += memcmp(part + (size_t)r * noy * g.ow, col + (size_t)r * cols + oy0 * g.ow,
                               sizeof(float) * noy * g.ow) != 0;
             for (int r = 0; r < rows; r++)
                 memcpy(part + (size_t)r * noy * g.ow, d + (size_t)r * cols + oy0 * g.ow,
                        sizeof(float) * noy * g.ow);
-            mt_col2im_rows(&g, part, oy0, noy, xs);
+            mt_col2im_rows(&g, part, (size_t)noy * g.ow, oy0, noy, xs);
         }
         CU_ASSERT_EQUAL(bad, 0);
         for (size_t i = 0; i < nx; i++)

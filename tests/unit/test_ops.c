@@ -196,7 +196,7 @@ static void test_conv_derivatives(void)
     check_derivatives(conv(s1, 3, 3, 1, 1), 3, 0, 200);
     check_derivatives(conv(s2, 4, 3, 2, 1), 2, 0, 210);
     check_derivatives(conv(s3, 3, 2, 2, 0), 2, 0, 220); /* trailing row/col unused */
-    check_derivatives(conv(s4, 5, 1, 1, 0), 3, 0, 230); /* pointwise: no im2col */
+    check_derivatives(conv(s4, 5, 1, 1, 0), 3, 0, 230); /* pointwise (1x1) */
     check_derivatives(conv(s5, 2, 3, 3, 2), 2, 0, 240);
     check_derivatives(conv(cifar, 16, 5, 1, 2), 4, 0, 250);
     check_derivatives(conv(wide, 96, 3, 2, 1), 2, 0, 260);  /* All-CNN stride 2 */
