@@ -38,10 +38,10 @@ static const opt_row rows[] = {
      "subproblem solvers: SOLVER or KIND=SOLVER,... with SOLVER gd:K, cg:K, qn or closed "
      "and KIND dense, conv2d, relu, avgpool, gap, pendulum, block, loss (default: closed "
      "where the op has an exact solver, else cg:3)"},
-    {"kappa", OPT_DOUBLE, P(oracle.kappa), 0, 1e6, 1, NULL, "penalty weight kappa > 0"},
+    {"kappa", OPT_DOUBLE, P(oracle.kappa), 0, 1e6, 1, NULL, "penalty weight kappa > 0 (default 0.1 for penalized, else 1)"},
     {"sigma", OPT_DOUBLE, P(oracle.sigma), 0, 1e6, 1, NULL, "adjoint scale sigma > 0 (default: the batch size for penalized, so that\n"
      "      lambda_T is a per-sample gradient step; 1 for moreau and dtp)"},
-    {"gamma", OPT_DOUBLE, P(oracle.gamma), 0, 1e6, 1, NULL, "weight step gamma > 0"},
+    {"gamma", OPT_DOUBLE, P(oracle.gamma), 0, 1e6, 1, NULL, "weight step gamma > 0 (default 10 for penalized, else 1)"},
     {"prox-tau", OPT_DOUBLE, P(oracle.prox_tau), 0, 1e6, 1, NULL, "proxprop step tau > 0 (default 1, with --lr 1)"},
     {"dtp-rho", OPT_DOUBLE, P(oracle.dtp_rho), 0, 1e6, 1, NULL, "dtp damping rho > 0 (default 0.1)"},
     {"sigma-schedule", OPT_CHOICE, F(schedule_name), 0, 0, 0, "const|geometric",
@@ -195,7 +195,9 @@ static int given(const mt_options *o, const char *name)
 }
 
 /* Defaults that depend on the oracle, for the options not given:
- *   penalized  sigma = batch (lambda_T is then the per-sample gradient step)
+ *   penalized  sigma = batch (lambda_T is then the per-sample gradient step),
+ *              kappa = 0.1, gamma = 10 (gamma kappa = 1: the weight step is
+ *              the exact proximal step of scale 1; sigma kappa = batch / 10)
  *   moreau     sigma = 1 (M steps compound over depth: sigma^T)
  *   proxprop   tau = 1 and lr = 1 (the proximal step saturates at the
  *              least-squares step, so the optimiser carries the length)
@@ -206,6 +208,12 @@ static void oracle_defaults(mt_options *o)
 
     if (!given(o, "sigma"))
         oc->sigma = oc->kind == MT_ORACLE_PENALIZED ? (double)o->pipe.batch : 1.0;
+    if (oc->kind == MT_ORACLE_PENALIZED) {
+        if (!given(o, "kappa"))
+            oc->kappa = 0.1;
+        if (!given(o, "gamma"))
+            oc->gamma = 10.0;
+    }
     if (oc->kind == MT_ORACLE_PROXPROP) {
         if (!given(o, "prox-tau"))
             oc->prox_tau = 1.0;

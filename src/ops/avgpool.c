@@ -4,6 +4,7 @@
  * (their gradient is 0). Linear in x; OpenMP over samples.
  */
 #include "op_impl.h"
+#include "ops/closed.h"
 
 typedef struct {
     int k;
@@ -46,11 +47,29 @@ static mt_status avgpool_jvp_x(mt_op *op, const float *w, int n, const float *x,
     return MT_OK;
 }
 
+static void exact_report(mt_solve_report *rep)
+{
+    if (rep)
+        rep->iterations = 1, rep->residual = 0.0;
+}
+
+/* Exact: P P^T = I / k^2 makes both problems diagonal (closed_pool.c). */
+static mt_status avgpool_solve_x(mt_op *op, const mt_subproblem *sp, const float *w, int n,
+                                 const float *x, const float *fx, const float *lambda, float *y,
+                                 mt_solve_report *rep)
+{
+    (void)w, (void)x, (void)fx;
+    exact_report(rep);
+    return mt_avgpool_solve(sp->kind, sp->s, (size_t)n, op->in,
+                            ((avgpool_priv *)op->priv)->k, lambda, y);
+}
+
 static const mt_op_vtable avgpool_vtable = {
     .kind = "avgpool",
     .forward = avgpool_forward,
     .vjp_x = avgpool_vjp_x,
     .jvp_x = avgpool_jvp_x,
+    .solve_x = avgpool_solve_x,
     .init = mt_op_init_none,
     .destroy = mt_op_destroy_plain,
 };

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "op_impl.h"
+#include "ops/closed.h"
 
 typedef struct {
     int in, out;
@@ -105,6 +106,36 @@ static void dense_destroy(mt_op *op)
     mt_op_destroy_plain(op);
 }
 
+static void exact_report(mt_solve_report *rep)
+{
+    if (rep)
+        rep->iterations = 1, rep->residual = 0.0;
+}
+
+/* Exact input problems: one factorisation shared by the batch, in the
+ * smaller of the in x in and out x out systems (closed_dense.c). */
+static mt_status dense_solve_x(mt_op *op, const mt_subproblem *sp, const float *w, int n,
+                               const float *x, const float *fx, const float *lambda, float *y,
+                               mt_solve_report *rep)
+{
+    dense_priv *p = op->priv;
+    (void)x, (void)fx;
+    exact_report(rep);
+    return mt_dense_solve_x(sp, MT_CLOSED_AUTO, (size_t)n, p->in, p->out, w, lambda, y);
+}
+
+/* Exact proximal weight step through the smaller of the (in+1) and n systems
+ * (push-through identity, closed_dense.c). */
+static mt_status dense_solve_w(mt_op *op, const mt_subproblem *sp, const float *w, int n,
+                               const float *x, const float *fx, const float *lambda, float *y,
+                               mt_solve_report *rep)
+{
+    dense_priv *p = op->priv;
+    (void)fx;
+    exact_report(rep);
+    return mt_dense_solve_w(sp, MT_CLOSED_AUTO, (size_t)n, p->in, p->out, w, x, lambda, y);
+}
+
 static const mt_op_vtable dense_vtable = {
     .kind = "dense",
     .forward = dense_forward,
@@ -112,6 +143,8 @@ static const mt_op_vtable dense_vtable = {
     .vjp_w = dense_vjp_w,
     .jvp_x = dense_jvp_x,
     .jvp_w = dense_jvp_w,
+    .solve_x = dense_solve_x,
+    .solve_w = dense_solve_w,
     .init = dense_init,
     .destroy = dense_destroy,
 };

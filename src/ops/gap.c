@@ -3,6 +3,7 @@
  * Linear in x; OpenMP over samples.
  */
 #include "op_impl.h"
+#include "ops/closed.h"
 
 static mt_status gap_forward(mt_op *op, const float *w, int n, const float *x, float *y)
 {
@@ -37,11 +38,28 @@ static mt_status gap_jvp_x(mt_op *op, const float *w, int n, const float *x, con
     return MT_OK;
 }
 
+static void exact_report(mt_solve_report *rep)
+{
+    if (rep)
+        rep->iterations = 1, rep->residual = 0.0;
+}
+
+/* Exact, as for average pooling with one window (closed_pool.c). */
+static mt_status gap_solve_x(mt_op *op, const mt_subproblem *sp, const float *w, int n,
+                             const float *x, const float *fx, const float *lambda, float *y,
+                             mt_solve_report *rep)
+{
+    (void)w, (void)x, (void)fx;
+    exact_report(rep);
+    return mt_gap_solve(sp->kind, sp->s, (size_t)n, op->in, lambda, y);
+}
+
 static const mt_op_vtable gap_vtable = {
     .kind = "gap",
     .forward = gap_forward,
     .vjp_x = gap_vjp_x,
     .jvp_x = gap_jvp_x,
+    .solve_x = gap_solve_x,
     .init = mt_op_init_none,
     .destroy = mt_op_destroy_plain,
 };

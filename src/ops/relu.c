@@ -3,6 +3,7 @@
  * exactly x = 0 (as PyTorch). NaN inputs propagate to the output.
  */
 #include "op_impl.h"
+#include "ops/closed.h"
 
 static mt_status relu_forward(mt_op *op, const float *w, int n, const float *x, float *y)
 {
@@ -43,11 +44,28 @@ static mt_status relu_jvp_x(mt_op *op, const float *w, int n, const float *x, co
     return MT_OK;
 }
 
+static void exact_report(mt_solve_report *rep)
+{
+    if (rep)
+        rep->iterations = 1, rep->residual = 0.0;
+}
+
+/* Exact elementwise minimiser of the M and A problems (closed_relu.c). */
+static mt_status relu_solve_x(mt_op *op, const mt_subproblem *sp, const float *w, int n,
+                              const float *x, const float *fx, const float *lambda, float *y,
+                              mt_solve_report *rep)
+{
+    (void)w, (void)fx;
+    exact_report(rep);
+    return mt_relu_solve(sp->kind, sp->s, (size_t)n * mt_shape_size(op->in), x, lambda, y);
+}
+
 static const mt_op_vtable relu_vtable = {
     .kind = "relu",
     .forward = relu_forward,
     .vjp_x = relu_vjp_x,
     .jvp_x = relu_jvp_x,
+    .solve_x = relu_solve_x,
     .init = mt_op_init_none,
     .destroy = mt_op_destroy_plain,
 };

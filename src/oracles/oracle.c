@@ -200,18 +200,15 @@ mt_status mt_oracle_output(const mt_oracle_config *cfg, mt_loss *loss, int n, in
     return loss->vt->prox(loss, cfg->sigma, n, n_total, xT, targets, 1e-7, lambda, rep);
 }
 
-/* dtp's input step is the linearised A problem solved exactly: the closed
- * form where the op is affine, else Gauss-Newton CG (exact in few steps on
- * elementwise ops, whose J^T J is diagonal). */
+/* dtp's input step is the linearised A problem: the closed form is that
+ * only where the op is affine; elsewhere "closed" means Gauss-Newton CG,
+ * exact in two steps on elementwise ops (J^T J diagonal, two eigenvalues).
+ * gd:K and qn are kept as asked (gd:1 is back-propagation). */
 static mt_inner dtp_inner(const mt_oracle_config *cfg, const mt_op *op)
 {
     mt_inner in = mt_oracle_inner_for(cfg, op);
-    if (in.kind == MT_INNER_CLOSED && op->is_affine)
-        return in;
-    if (in.kind != MT_INNER_CG)
+    if (in.kind == MT_INNER_CLOSED && !op->is_affine)
         in = (mt_inner){MT_INNER_CG, 3, 1e-6, 0};
-    if (in.iters < 2)
-        in.iters = 2;
     return in;
 }
 
