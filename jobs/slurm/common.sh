@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # jobs/slurm/common.sh - launch, signal and requeue logic shared by the
 # mtrain-*.sbatch job scripts (sourced, bash). See jobs/slurm/README.md.
 #
@@ -94,6 +95,7 @@ mt_slurm_wait() {
 # after the delay.
 mt_slurm_requeue() {
     local job=$SLURM_JOB_ID
+    # shellcheck disable=SC2016 # $1 expands in the helper, not here
     setsid -f bash -c '
         for _ in $(seq 600); do
             state=$(scontrol show job -o "$1" 2>/dev/null | grep -o "JobState=[A-Z_]*")

@@ -21,13 +21,30 @@ set -euo pipefail
 usage() { echo "usage: $0 up|down|status DIR" >&2; exit 2; }
 [ $# -eq 2 ] || usage
 cmd=$1
-mkdir -p "$2"
+log() { echo "cluster: $*" >&2; }
+
+# DIR must be new, empty, or made by `up` (it holds the marker file): `down`
+# removes DIR/etc, DIR/log and so on, which must never be system folders.
+if [ ! -d "$2" ]; then
+    case $cmd in
+        up) mkdir -p "$2" ;;
+        down) exit 0 ;;
+        *) log "$2: no such cluster directory"; exit 1 ;;
+    esac
+fi
 DIR=$(cd "$2" && pwd)
+MARK=$DIR/.mtrain-slurm-cluster
+if [ ! -e "$MARK" ]; then
+    case $cmd in
+        up) [ -z "$(ls -A "$DIR")" ] || { log "$DIR is neither empty nor a cluster"; exit 1; }
+            : >"$MARK" ;;
+        down) log "$DIR is not a cluster directory; nothing done"; exit 0 ;;
+        *) log "$DIR is not a cluster directory"; exit 1 ;;
+    esac
+fi
 CONF=$DIR/etc/slurm.conf
 NODE=$(hostname -s)
 export SLURM_CONF=$CONF
-
-log() { echo "cluster: $*" >&2; }
 
 # ensure_packages: install what is missing (SLURM 22.05 and MUNGE on
 # Debian 12). On a machine with systemd, Debian's packages also enable their
@@ -57,12 +74,18 @@ live_pid() {
     local pid
     pid=$(cat "$DIR/run/$1.pid" 2>/dev/null) || return 1
     [[ $pid =~ ^[0-9]+$ ]] || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$DIR/" || return 1
+    tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -qF "$DIR/" || return 1
     echo "$pid"
 }
 
-# port_free PORT: nothing on this machine uses TCP port PORT.
-port_free() { [ -z "$(ss -Htan "( sport = :$1 )" 2>/dev/null)" ]; }
+# port_free PORT: no TCP socket on this machine has local port PORT (read
+# from /proc, which needs no extra package).
+port_free() {
+    local hex
+    hex=$(printf '%04X' "$1")
+    ! awk -v p="$hex" 'NR > 1 { split($2, a, ":"); if (a[2] == p) found = 1 }
+        END { exit !found }' /proc/net/tcp /proc/net/tcp6 2>/dev/null
+}
 
 # pick_ports: two consecutive free ports below Linux's ephemeral range
 # (32768-60999), chosen once and kept in DIR/ports.
@@ -89,7 +112,7 @@ write_munge_key() {
     chmod 0400 "$DIR/munge/munge.key"
 }
 
-# start_munged: munged as the munge user (it refuses root), with its key,
+# start_munged: munged as the munge user (as Debian runs it), with its key,
 # socket, PID, seed and log files all under DIR/munge. The PID file lives
 # there too (munged writes it as user munge) and is linked from DIR/run.
 start_munged() {
@@ -130,7 +153,7 @@ node_line() {
 # explained in the file itself.
 write_conf() {
     [ -s "$CONF" ] && return 0
-    local ports ctld_port slurmd_port
+    local ctld_port slurmd_port
     read -r ctld_port slurmd_port <"$DIR/ports"
     : >"$DIR/etc/plugstack.conf"
     cat >"$CONF.tmp" <<CONF
@@ -145,6 +168,10 @@ SlurmctldHost=$NODE(127.0.0.1)
 # Private TCP ports, chosen free when the cluster was created.
 SlurmctldPort=$ctld_port
 SlurmdPort=$slurmd_port
+# Listen on the node's own address (loopback here) instead of all
+# interfaces: slurmctld (NoCtldInAddrAny) and slurmd, slurmstepd, srun
+# (NoInAddrAny).
+CommunicationParameters=NoCtldInAddrAny,NoInAddrAny
 # Both daemons run as root (the test runs as root; no slurm user needed).
 SlurmUser=root
 SlurmdUser=root
@@ -302,9 +329,9 @@ job_pids() {
     for d in /proc/[0-9]*; do
         pid=${d#/proc/}
         [ "$pid" = $$ ] && continue
-        tr '\0' '\n' <"$d/environ" 2>/dev/null | grep -qxF "SLURM_CONF=$CONF" || continue
+        tr '\0' '\n' 2>/dev/null <"$d/environ" | grep -qxF "SLURM_CONF=$CONF" || continue
         if [ "$(cat "$d/comm" 2>/dev/null)" = slurmstepd ] \
-            || tr '\0' '\n' <"$d/environ" 2>/dev/null | grep -q '^SLURM_JOB_ID='; then
+            || tr '\0' '\n' 2>/dev/null <"$d/environ" | grep -q '^SLURM_JOB_ID='; then
             echo "$pid"
         fi
     done
@@ -331,10 +358,13 @@ down() {
         pid=$(live_pid "$name") && stop_pids 20 "$pid"
     done
     mapfile -t pids < <(job_pids)
-    [ ${#pids[@]} -gt 0 ] && { log "stopping stray job processes ${pids[*]}"; stop_pids 5 "${pids[@]}"; }
-    rm -rf "$DIR/etc" "$DIR/state" "$DIR/spool" "$DIR/log" "$DIR/run" "$DIR/munge" \
+    if [ ${#pids[@]} -gt 0 ]; then
+        log "stopping stray job processes ${pids[*]}"
+        stop_pids 5 "${pids[@]}"
+    fi
+    rm -rf "${DIR:?}/etc" "$DIR/state" "$DIR/spool" "$DIR/log" "$DIR/run" "$DIR/munge" \
         "$DIR/ports" "$DIR/env.sh"
-    rm -f "$DIR/.lock"
+    rm -f "$DIR/.lock" "$MARK"
     rmdir "$DIR" 2>/dev/null || true
 }
 

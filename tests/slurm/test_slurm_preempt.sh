@@ -100,7 +100,8 @@ reference() {
 scenario() {
     local name=$1 launcher=$2 preempt=$3
     shift 3
-    local dir=$WORK/$name k=0 stop job t0=$(date +%s)
+    local dir=$WORK/$name k=0 stop job t0
+    t0=$(date +%s)
     local metrics=$dir/run/metrics.csv log=$dir/job.out
     mkdir -p "$dir"
     job=$(cd "$dir" && LAUNCHER=$launcher MTRAIN_BIN=$bin MTRAIN_ARGS=$args \
@@ -109,8 +110,8 @@ scenario() {
         "$root/jobs/slurm/mtrain-convnet.sbatch") || { fail "$name: sbatch"; return; }
 
     for stop in "$@"; do
-        if ! wait_until 120 running_run "$job" "$k" || ! wait_until 120 rows_at_least "$metrics" "$stop"
-        then
+        if ! wait_until 120 running_run "$job" "$k" \
+            || ! wait_until 120 rows_at_least "$metrics" "$stop"; then
             fail "$name: run $((k + 1)) never reached $stop training rows"; cat "$log"; return
         fi
         echo "   $name: job $job, run $((k + 1)) at row $(n_rows "$metrics"): ${preempt//JOB/$job}"
@@ -180,8 +181,8 @@ source "$CLUSTER/env.sh"
 pass "cluster up in $(elapsed): $(sinfo -h -N -o '%N %c CPUs %m MB %T')"
 
 echo "== uninterrupted reference run ($(elapsed))"
-reference && pass "reference run: $steps training rows" \
-    || { fail "reference run"; exit 1; }
+if reference; then pass "reference run: $steps training rows"
+else fail "reference run"; exit 1; fi
 
 echo "== A: mpirun, scancel --batch --signal=USR1 twice ($(elapsed))"
 scenario A mpirun "scancel --batch --signal=USR1 JOB" "$first_stop" "$second_stop"
