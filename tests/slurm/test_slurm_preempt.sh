@@ -71,12 +71,24 @@ wait_until() {
     done
     return 1
 }
-rows_at_least() { [ "$(n_rows "$1")" -ge "$2" ]; }
-running_run() { # JOB RESTARTS: the job runs for the (RESTARTS+1)-th time
-    [ "$(job_field "$1" JobState)" = RUNNING ] && [ "$(job_field "$1" Restarts)" = "$2" ]
-}
 job_ended() { case $(job_field "$1" JobState) in COMPLETED | FAILED | CANCELLED | TIMEOUT \
     | NODE_FAIL | OUT_OF_MEMORY) return 0 ;; *) return 1 ;; esac; }
+
+# wait_for_row JOB RESTARTS ROWS METRICS: wait (up to 120 s, less if the job
+# ends) until the job runs for the (RESTARTS+1)-th time and METRICS holds
+# ROWS training rows.
+wait_for_row() {
+    local i
+    for ((i = 0; i < 600; i++)); do
+        if [ "$(job_field "$1" JobState)" = RUNNING ] && [ "$(job_field "$1" Restarts)" = "$2" ] \
+            && [ "$(n_rows "$4")" -ge "$3" ]; then
+            return 0
+        fi
+        job_ended "$1" && return 1
+        sleep 0.2
+    done
+    return 1
+}
 
 # reference: the uninterrupted run, outside SLURM.
 reference() {
@@ -110,15 +122,22 @@ scenario() {
         "$root/jobs/slurm/mtrain-convnet.sbatch") || { fail "$name: sbatch"; return; }
 
     for stop in "$@"; do
-        if ! wait_until 120 running_run "$job" "$k" \
-            || ! wait_until 120 rows_at_least "$metrics" "$stop"; then
-            fail "$name: run $((k + 1)) never reached $stop training rows"; cat "$log"; return
+        if ! wait_for_row "$job" "$k" "$stop" "$metrics"; then
+            fail "$name: run $((k + 1)) never reached $stop training rows"
+            scancel "$job"
+            cat "$log"
+            return
         fi
         echo "   $name: job $job, run $((k + 1)) at row $(n_rows "$metrics"): ${preempt//JOB/$job}"
         ${preempt//JOB/$job} || fail "$name: '${preempt//JOB/$job}' failed"
         k=$((k + 1))
     done
-    wait_until 240 job_ended "$job" || { fail "$name: job $job did not end"; cat "$log"; return; }
+    if ! wait_until 240 job_ended "$job"; then
+        fail "$name: job $job did not end"
+        scancel "$job"
+        cat "$log"
+        return
+    fi
     echo "   $name: job $job ended after $(($(date +%s) - t0)) s"
     check_job "$name" "$job" "$#" "$metrics" "$log"
 }
