@@ -130,6 +130,8 @@ static mt_status setup(run_ctx *c, char *dir, size_t dir_cap)
     MT_CHECK(mt_data_locate(c->o->data[0] ? c->o->data : NULL, &c->o->dataset, dir, dir_cap));
     in = c->o->dataset == MT_DATASET_MNIST ? (mt_shape){1, 28, 28} : (mt_shape){3, 32, 32};
     MT_CHECK(mt_model_build(c->o->net, in, 10, &c->model));
+    if (strcmp(c->o->granularity, "layer") == 0)
+        MT_CHECK(mt_model_group_layers(c->model));
     if (!c->o->micro_set) {
         int max_micro = (c->o->pipe.batch + MT_BLOCK - 1) / MT_BLOCK;
         c->o->pipe.micro_batches = c->size < max_micro ? c->size : max_micro;
