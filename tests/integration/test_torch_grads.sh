@@ -7,9 +7,11 @@
 # torch.nn model (load_state_dict strict) and compares loss and gradients
 # (tolerances and their reasons are in its docstring). convnet is also
 # stepped twice with sgd (Nesterov; batch 48: a second, partial block of 32)
-# and with adam, and torch.optim must replay both updates. Finally the
-# checker must reject a dump whose conv gradient was corrupted (kernel axes
-# swapped) and one whose bias gradient was zeroed, so that it can fail.
+# and with adam, and torch.optim must replay both updates. Checkpoints of
+# the mtrain executable (2 ranks, sgd and adam) must load into torch.nn and
+# torch.optim as they are. Finally the checker must reject a dump whose conv
+# gradient was corrupted (kernel axes swapped) and one whose bias gradient
+# was zeroed, so that it can fail.
 source "$(dirname "$0")/common.sh"
 : "${MTRAIN_GRAD_DUMP:?set by ctest}" "${MTRAIN_SOURCE_DIR:?set by ctest}"
 python=/usr/bin/python3
@@ -39,6 +41,19 @@ case_run allcnn allcnn 32 plain
 case_run convnet-sgd convnet 48 sgd
 case_run convnet-adam convnet 32 adam
 
+# A real checkpoint of each stateful optimiser, written by 2 ranks.
+for optim in sgd adam; do
+    if mt 2 --net convnet --oracle gd --optim "$optim" --steps 1 --batch 32 --threads 1 \
+            --data "$CIFAR" --checkpoint-dir "$WORK/ckpt-$optim" --run-dir "$WORK/run-$optim" \
+            >"$WORK/run-$optim.log" 2>&1 &&
+        "$python" "$check" --checkpoint "$WORK/ckpt-$optim/convnet-step00000001.h5"; then
+        pass "an mtrain checkpoint ($optim) loads into torch.nn and torch.optim"
+    else
+        tail -5 "$WORK/run-$optim.log"
+        fail "the mtrain checkpoint ($optim) is not what torch expects"
+    fi
+done
+
 # corrupt SRC DST TENSOR EXPR: copy a dump with grad/TENSOR replaced by EXPR(g).
 corrupt() {
     cp "$WORK/$1.h5" "$WORK/$2.h5"
@@ -57,7 +72,8 @@ if [ -f "$WORK/convnet.h5" ]; then
         if "$python" "$check" "$WORK/$bad.h5" >"$WORK/$bad.log" 2>&1; then
             fail "check_grads.py accepted a corrupted dump ($bad)"
         else
-            pass "check_grads.py rejects a corrupted dump ($bad): $(grep -c FAIL "$WORK/$bad.log") FAIL lines"
+            pass "check_grads.py rejects a corrupted dump ($bad):" \
+                "$(grep -c FAIL "$WORK/$bad.log") FAIL lines"
         fi
     done
 fi

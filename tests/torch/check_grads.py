@@ -53,7 +53,14 @@ Tolerances (errors are measured as max |diff| / max |reference| per tensor).
   float32 operations per element, rounded in another order (Adam's sqrt and
   division); measured maxima are printed.
 
+With --checkpoint, the file is a checkpoint written by the mtrain executable
+instead: model/* must load into the torch model with strict=True, and the
+optim/<name>/<state> tensors must be exactly the state torch.optim keeps for
+that optimiser (same buffer names and shapes per parameter); they are loaded
+into a torch.optim optimiser through its load_state_dict, which then steps.
+
 usage: /usr/bin/python3 check_grads.py DUMP.h5
+       /usr/bin/python3 check_grads.py --checkpoint CHECKPOINT.h5
 Exit: 0 all checks pass, 1 a check failed, 2 usage or unreadable file.
 """
 import sys
@@ -317,6 +324,52 @@ def compare_optim(kind, names, ps, opt, after, state):
     return bad
 
 
+def check_checkpoint(f):
+    """--checkpoint: a checkpoint of the mtrain executable in torch's terms."""
+    net, kind = attr_text(f, "net"), attr_text(f, "optimizer")
+    params, state = read_group(f, "model"), read_group(f, "optim")
+    model = build_model(net)
+    try:
+        model.load_state_dict(params, strict=True)
+    except RuntimeError as err:
+        print(f"FAIL: model/* does not load into the torch model: {err}")
+        return 1
+    names = [n for n, _ in model.named_parameters()]
+    make = {"plain": lambda ps: torch.optim.SGD(ps, lr=1.0),
+            "sgd": lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9),
+            "adam": lambda ps: torch.optim.Adam(ps)}[kind]
+    # the state torch keeps: one step of a fresh optimiser on a copy
+    probe = [p.detach().clone().requires_grad_(True) for p in model.parameters()]
+    opt = make(probe)
+    for p in probe:
+        p.grad = torch.ones_like(p)
+    opt.step()
+    want = {f"{n}/{k}": tuple(v.shape) for n, p in zip(names, probe)
+            for k, v in opt.state[p].items() if k != "step"}
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    if got != want:
+        print(f"FAIL: optim/* {sorted(got.items())} is not torch's {kind} state "
+              f"{sorted(want.items())}")
+        return 1
+    steps = int(f.attrs["optim_steps"])
+    buffers = {i: {k.split("/")[1]: v for k, v in state.items() if k.split("/")[0] == n}
+               for i, n in enumerate(names)}
+    for i in buffers:
+        if kind == "adam":
+            buffers[i]["step"] = torch.tensor(float(steps))
+    opt = make(list(model.parameters()))
+    sd = opt.state_dict()
+    sd["state"] = {i: b for i, b in buffers.items() if b}
+    opt.load_state_dict(sd)
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    print(f"checkpoint: {net}, {len(params)} tensors load with strict=True; {len(state)} "
+          f"{kind} state tensors are torch.optim's and load into it (step {steps})")
+    print("PASS")
+    return 0
+
+
 def run_checks(f):
     net, wd = attr_text(f, "net"), float(attr_text(f, "wd"))
     params, grads, acts = read_group(f, "model"), read_group(f, "grad"), read_group(f, "act")
@@ -345,17 +398,18 @@ def run_checks(f):
 
 
 def main(argv):
-    if len(argv) != 2:
+    ckpt = len(argv) == 3 and argv[1] == "--checkpoint"
+    if len(argv) != 2 + ckpt or argv[-1].startswith("--"):
         print(__doc__.strip(), file=sys.stderr)
         return 2
     torch.set_num_threads(2)
     try:
-        f = h5py.File(argv[1], "r")
+        f = h5py.File(argv[-1], "r")
     except OSError as err:
-        print(f"{argv[1]}: cannot open: {err}", file=sys.stderr)
+        print(f"{argv[-1]}: cannot open: {err}", file=sys.stderr)
         return 2
     with f:
-        return run_checks(f)
+        return check_checkpoint(f) if ckpt else run_checks(f)
 
 
 if __name__ == "__main__":

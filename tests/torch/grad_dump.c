@@ -236,7 +236,7 @@ static void add_like(mt_ckpt_state *st, const mt_ckpt_tensor *like, const char *
     ct->data = (float *)data;
 }
 
-static void add_input(mt_ckpt_state *st, const char *name, int ndim, const int *dims,
+static void add_plain(mt_ckpt_state *st, const char *name, int ndim, const int *dims,
                       float *data)
 {
     mt_ckpt_tensor *ct = &st->tensors[st->n_tensors++];
@@ -348,8 +348,8 @@ static mt_status write_dump(dump *d, const dump_args *a, float *labels_f)
     MT_CHECK(list_tensors(d, a->optim != MT_OPTIM_PLAIN));
     for (int i = 0; i < B; i++)
         labels_f[i] = (float)labels[i];
-    add_input(&d->out, "input/x", 4, x_dims, mt_pipeline_input(d->p));
-    add_input(&d->out, "input/labels", 1, &B, labels_f);
+    add_plain(&d->out, "input/x", 4, x_dims, mt_pipeline_input(d->p));
+    add_plain(&d->out, "input/labels", 1, &B, labels_f);
     for (int t = 0; t < d->model->n_ops; t++) {
         mt_shape in = d->model->ops[t]->in;
         const int dims[4] = {B, in.c, in.h, in.w};
@@ -357,7 +357,7 @@ static mt_status write_dump(dump *d, const dump_args *a, float *labels_f)
         if (!d->acts[t])
             continue;
         snprintf(name, sizeof name, "act/%s", d->model->ops[t]->name);
-        add_input(&d->out, name, 4, dims, d->acts[t]);
+        add_plain(&d->out, name, 4, dims, d->acts[t]);
     }
 
     d->out.attrs = calloc(MAX_ATTRS, sizeof *d->out.attrs);
