@@ -84,8 +84,6 @@ static mt_pipeline_config pipeline_config(const dump_args *a)
     c.oracle.kind = MT_ORACLE_GD;
     c.oracle.kappa = c.oracle.sigma = c.oracle.gamma = 1.0;
     c.oracle.wd = WD;
-    c.oracle.inner.kind = MT_INNER_CG;
-    c.oracle.inner.iters = 3;
     c.optim.kind = a->optim;
     c.optim.lr = a->optim == MT_OPTIM_PLAIN ? 1.0 : a->optim == MT_OPTIM_SGD ? 0.05 : 1e-3;
     c.optim.momentum = 0.9;

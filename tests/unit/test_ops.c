@@ -436,7 +436,7 @@ static void test_metadata(void)
     CU_ASSERT_STRING_EQUAL(op->tensors[1].suffix, "bias");
     CU_ASSERT(op->tensors[1].offset == 3072 * 4000 && op->tensors[1].n == 4000);
     CU_ASSERT_EQUAL(op->flops, 2.0 * 3072 * 4000);
-    CU_ASSERT(op->is_affine && !op->vt->solve_x && !op->vt->solve_w);
+    CU_ASSERT(op->is_affine && op->vt->solve_x && op->vt->solve_w); /* closed forms wired */
     mt_op_destroy(&op);
     CU_ASSERT_PTR_NULL(op);
     mt_op_destroy(&op); /* accepts NULL */
