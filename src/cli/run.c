@@ -192,6 +192,21 @@ static void log_eval(run_ctx *c, const mt_step_stats *s)
 
 static int due(long step, long every) { return every > 0 && step % every == 0; }
 
+/* The per-stage figures of a logged step (collective). */
+static mt_status report_stages(run_ctx *c)
+{
+    mt_stage_stats *all = c->rank == 0 ? calloc((size_t)c->size, sizeof *all) : NULL;
+    mt_status st;
+
+    if (c->rank == 0 && !all)
+        return MT_FAIL(MT_ERR_MEM, "out of memory for stage figures");
+    st = mt_pipeline_gather_stages(c->pipe, all);
+    if (st == MT_OK && c->rank == 0)
+        mt_metrics_stages(&c->metrics, c->step, all, c->size);
+    free(all);
+    return st;
+}
+
 static mt_status train_loop(run_ctx *c)
 {
     const mt_options *o = c->o;
@@ -201,7 +216,9 @@ static mt_status train_loop(run_ctx *c)
     c->t_start = mt_time_now();
     while (c->step < c->total_steps) {
         mt_step_stats s;
+        int logged = due(c->step + 1, o->log_every) || c->step + 1 == c->total_steps;
         feed_batch(c);
+        mt_pipeline_set_detail(c->pipe, logged);
         if (mt_pipeline_train_step(c->pipe, &s) != MT_OK)
             die(c, c->step);
         if (!isfinite(s.loss)) /* every rank sees the shared loss */
@@ -218,6 +235,8 @@ static mt_status train_loop(run_ctx *c)
                    "%.0f images/s, %.1f s", c->step, c->total_steps,
                    (c->step - 1) / c->steps_per_epoch, s.loss, 100.0 * s.accuracy, ips,
                    now - c->t_start);
+            if (report_stages(c) != MT_OK)
+                die(c, c->step);
             t_log = now;
             steps_logged = 0;
         }

@@ -149,8 +149,12 @@ static mt_status solve_gd(const problem *pb, int K, int want_residual, float *y,
             minus_eta[g] = -eta[g];
         memcpy(trial, y, nv * sizeof(float));
         mt_vec_axpy(G, pb->L, minus_eta, grad, trial);
-        if (k + 1 == K && !want_residual) {
+        if (K == 1) { /* one plain step: exactly s J^T lambda (+ decay) */
             memcpy(y, trial, nv * sizeof(float));
+            if (want_residual) {
+                MT_CHECK(objective(pb, y, zy, r, partial, f));
+                MT_CHECK(gradient(pb, y, zy, r, grad));
+            }
             break;
         }
         MT_CHECK(objective(pb, trial, zy, r, partial, f_trial));
@@ -158,7 +162,7 @@ static mt_status solve_gd(const problem *pb, int K, int want_residual, float *y,
          * F itself (float residuals: about 1e-6 relative); otherwise its
          * step is halved and it retries from where it was. */
         for (int g = 0; g < G; g++) {
-            accept[g] = K == 1 || f_trial[g] <= f[g] + 1e-6 * fabs(f[g]);
+            accept[g] = f_trial[g] <= f[g] + 1e-6 * fabs(f[g]);
             if (!accept[g])
                 eta[g] *= 0.5;
             else
@@ -168,6 +172,8 @@ static mt_status solve_gd(const problem *pb, int K, int want_residual, float *y,
         for (long i = 0; i < (long)nv; i++)
             if (accept[(size_t)i / pb->L])
                 y[i] = trial[i];
+        /* The next step (or the residual) needs r and the gradient at y;
+         * the iterate itself never depends on whether a residual is asked. */
         if (k + 1 < K || want_residual) {
             MT_CHECK(objective(pb, y, zy, r, partial, f));
             MT_CHECK(gradient(pb, y, zy, r, grad));
