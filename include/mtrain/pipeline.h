@@ -33,6 +33,8 @@ typedef struct {
     int micro_batches;      /* M, 1 <= M <= ceil(B / MT_BLOCK) */
     mt_oracle_config oracle;
     mt_optim_config optim;
+    int delay_us;           /* testing: sleep up to this long (pseudo-random per
+                               rank, step and message) before every message */
 } mt_pipeline_config;
 
 /* Figures of one step or one evaluation, valid on every rank. */

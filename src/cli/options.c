@@ -70,6 +70,8 @@ static const opt_row rows[] = {
     {"resume", OPT_STRING, F(resume), 0, 0, 0, NULL, "checkpoint file to continue from"},
     {"log-every", OPT_LONG, F(log_every), 1, 1e9, 0, NULL, "progress line period in steps"},
     {"run-dir", OPT_STRING, F(run_dir), 0, 0, 0, NULL, "directory for metrics.csv"},
+    {"inject-delay", OPT_LONG, P(delay_us), 0, 1e7, 0, NULL,
+     "testing: random delay of up to N microseconds before every pipeline message"},
     {"help", OPT_FLAG, F(help), 0, 0, 0, NULL, "print this help and exit"},
     {"version", OPT_FLAG, F(version), 0, 0, 0, NULL, "print the version and exit"},
 };
@@ -168,7 +170,7 @@ static mt_status apply(mt_options *o, const opt_row *r, const char *arg, char *e
         else if (r->offset == F(seed))
             *(uint64_t *)dst = (uint64_t)v;
         else if (r->offset == P(batch) || r->offset == P(micro_batches) ||
-                 r->offset == F(threads))
+                 r->offset == F(threads) || r->offset == P(delay_us))
             *(int *)dst = (int)v;
         else
             *(long *)dst = (long)v;

@@ -7,10 +7,12 @@
  *   lam[k] [B][size] adjoint at x[k]; lam[K] arrives from the next stage
  *          or from the loss, lam[0] goes to the previous stage
  */
+#define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "mtrain/pipeline.h"
 
@@ -214,8 +216,21 @@ static mt_status mpi_ok(int rc, const char *what)
     return MT_FAIL(MT_ERR_MPI, "%s failed: %s", what, msg);
 }
 
+/* Testing aid: a delay drawn from (rank, step, tag), so runs are repeatable
+ * and every rank lags differently. */
+static void inject_delay(const mt_pipeline *p, int tag)
+{
+    if (p->cfg.delay_us <= 0)
+        return;
+    uint64_t h = mt_hash2(mt_hash2((uint64_t)p->rank, (uint64_t)p->seq), (uint64_t)tag);
+    long us = (long)(h % (uint64_t)p->cfg.delay_us);
+    struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
+    nanosleep(&ts, NULL);
+}
+
 static mt_status post_send(mt_pipeline *p, const float *buf, size_t count, int dest, int tag)
 {
+    inject_delay(p, tag);
     if (p->n_reqs == p->cap_reqs)
         return MT_FAIL(MT_ERR_STATE, "too many pending sends");
     return mpi_ok(MPI_Isend(buf, (int)count, MPI_FLOAT, dest, tag, p->comm,
@@ -226,6 +241,7 @@ static mt_status post_send(mt_pipeline *p, const float *buf, size_t count, int d
 static mt_status receive(mt_pipeline *p, float *buf, size_t count, int src, int tag,
                          double *t_wait)
 {
+    inject_delay(p, tag + 1);
     double t0 = mt_time_now();
     mt_status st = mpi_ok(MPI_Recv(buf, (int)count, MPI_FLOAT, src, tag, p->comm,
                                    MPI_STATUS_IGNORE),
