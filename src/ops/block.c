@@ -93,32 +93,31 @@ static mt_status back_to_first(mt_op *op, int n, const float *x, const float *dy
     return MT_OK;
 }
 
-static mt_status block_vjp_x(mt_op *op, const float *w, int n, const float *x, const float *dy,
-                             float *dx)
+/* dx (in_weights = 0) or dw (in_weights = 1) = J^T dy through the chain. */
+static mt_status block_vjp(mt_op *op, const float *w, int n, const float *x, const float *dy,
+                           float *out, int in_weights)
 {
-    block_priv *p = op->priv;
+    mt_op *c0 = ((block_priv *)op->priv)->children[0];
     float *d = NULL;
     mt_status st;
 
     MT_CHECK(forward_inner(op, w, n, x));
     MT_CHECK(back_to_first(op, n, x, dy, &d));
-    st = p->children[0]->vt->vjp_x(p->children[0], w, n, x, d, dx);
+    st = in_weights ? c0->vt->vjp_w(c0, w, n, x, d, out) : c0->vt->vjp_x(c0, w, n, x, d, out);
     mt_free(d);
     return st;
+}
+
+static mt_status block_vjp_x(mt_op *op, const float *w, int n, const float *x, const float *dy,
+                             float *dx)
+{
+    return block_vjp(op, w, n, x, dy, dx, 0);
 }
 
 static mt_status block_vjp_w(mt_op *op, const float *w, int n, const float *x, const float *dy,
                              float *dw)
 {
-    block_priv *p = op->priv;
-    float *d = NULL;
-    mt_status st;
-
-    MT_CHECK(forward_inner(op, w, n, x));
-    MT_CHECK(back_to_first(op, n, x, dy, &d));
-    st = p->children[0]->vt->vjp_w(p->children[0], w, n, x, d, dw);
-    mt_free(d);
-    return st;
+    return block_vjp(op, w, n, x, dy, dw, 1);
 }
 
 /* Push a tangent v at the first child's output through the other children. */
@@ -131,7 +130,8 @@ static mt_status push_tangent(mt_op *op, int n, const float *x, const float *v, 
 
     for (int i = 1; i < p->n_children; i++)
         big = mt_max_sz(big, mt_shape_size(p->children[i]->out));
-    MT_CHECK(mt_alloc_checked((void **)&buf, 2 * (size_t)n * big * sizeof(float), "block tangents"));
+    MT_CHECK(mt_alloc_checked((void **)&buf, 2 * (size_t)n * big * sizeof(float),
+                              "block tangents"));
     for (int i = 1; i < p->n_children; i++) {
         int last = i == p->n_children - 1;
         float *dst = last ? vy : buf + (size_t)(i & 1) * (size_t)n * big;
