@@ -4,7 +4,7 @@
  * the pipeline calls them (same ops, same buffers' shapes). The figures feed
  * the scaling model (bench/scaling.md) and show where a step's time goes.
  *
- * usage: bench_ops NET [threads] [reps] [batch]
+ * usage: bench_ops NET [threads] [reps] [batch] [op name]
  * Prints one "op" line per op (milliseconds, medians of reps runs after a
  * warm-up), then a "total" line. With one thread the times are the thread's
  * CPU time (robust to other processes on a shared machine); with more they
@@ -117,6 +117,7 @@ int main(int argc, char **argv)
     const char *net = argc > 1 ? argv[1] : "allcnn";
     int threads = argc > 2 ? atoi(argv[2]) : 1, reps = argc > 3 ? atoi(argv[3]) : 5;
     int batch = argc > 4 ? atoi(argv[4]) : 128;
+    const char *only = argc > 5 ? argv[5] : NULL;
     mt_shape in = {3, 32, 32};
     mt_model *m = NULL;
     double sum[3] = {0, 0, 0}, flops = 0;
@@ -135,6 +136,8 @@ int main(int argc, char **argv)
     for (int i = 0; i < m->n_ops; i++) {
         mt_op *op = m->ops[i];
         double t[3] = {0, 0, 0}, gf = op->flops * batch / 1e9;
+        if (only && strcmp(only, op->name) != 0)
+            continue;
         if (time_op(op, batch, reps, t) != MT_OK) {
             fprintf(stderr, "bench_ops: %s\n", mt_error_message());
             return 1;

@@ -1,20 +1,32 @@
 /*
  * conv_fma.c - a convolution layer's batch computations on the FMA micro-
- * kernel (fma.h), with im2col in cache-sized chunks.
+ * kernel (fma.h), with im2col written straight into the kernel's operands.
  *
- * A chunk is either some output rows of one sample (large images) or some
- * whole samples side by side (small ones); its nq columns are output
- * positions. Per chunk, K = c k k, W [O][K]:
- *   forward    col [K][nq] = im2col(x),  y[:, chunk] = W col + b
- *   data       dcol = W^T dy[:, chunk],  dx += col2im(dcol)
- *   weights    dW^T += col dy[:, chunk]^T,  db += sums of dy
- * Every element is one FMA chain whose terms do not depend on which other
- * columns share its chunk, so grouping samples changes no bits: a sample's
- * outputs depend only on its data. The weight gradient's chains run over
- * the samples of a block of MT_BLOCK in order; blocks are added in order.
- * Buffers have rows of ldq = round_up(max chunk width, NR) floats, so every
- * tile of NR columns lies inside them; columns past nq only feed outputs
- * that are dropped.
+ * Every sample's input is first copied into a zero-bordered buffer xp
+ * [c][hp][wp] (hp = h + 2 pad, wp = w + 2 pad), so that any entry of the
+ * column matrix is one load without bounds checks:
+ *   col[k][q] = xp[base(q) + off(k)],  off(k) = (ci hp + ki) wp + kj,
+ *   base(q) = s xsz + oy stride wp + ox stride
+ * for k = (ci, ki, kj) and output position q = (sample s of the unit, oy,
+ * ox). K = c k k, W [O][K], P = oh ow positions per sample.
+ *
+ *   forward  per panel of NR positions: the panel col[K][NR] is packed
+ *            straight from xp (runs of VW positions are one contiguous or
+ *            stride-2 load, else a gather), then y[:, panel] = W col + b
+ *   data     per panel: dcol[K][NR] = W^T dy[:, panel], added into a zero-
+ *            bordered dx buffer at base(q) + off(k); the border is dropped
+ *   weights  per block of MT_BLOCK samples, chunk by chunk of positions:
+ *            dW^T += col dy^T with col's rows read in place (or dW += dy
+ *            col^T when K < O); blocks are added in order in double
+ *
+ * Order of every sum, fixed by the geometry (and n for the weights only):
+ * y and dcol entries are single FMA chains over k (resp. o) in order; a dx
+ * entry receives its terms panel by panel, k by k, column by column, where
+ * panels never straddle two samples, or (samples smaller than a panel,
+ * grouped `spc` to a unit) sample by sample from a whole-unit dcol, k by k,
+ * position by position; a weight-gradient entry is one chain over the
+ * block's samples and positions in order. So a sample's outputs depend only
+ * on its own data, whatever the batch, its split or the thread count.
  */
 #include <omp.h>
 #include <string.h>
@@ -22,180 +34,341 @@
 #include "fma.h"
 #include "mtrain/kernels.h"
 
-enum { MR = MT_FMA_MR, NR = MT_FMA_NR, KC = MT_FMA_KC };
+enum { MR = MT_FMA_MR, NR = MT_FMA_NR, VW = MT_FMA_VW, NV = NR / VW };
+enum { SLACK = 64 };                   /* zero floats after an xp buffer */
+enum { BUDGET = 256 * 1024 };          /* floats of a weights-pass chunk: 1 MiB */
+enum { UNIT_COLS = 128 };              /* small samples are grouped to >= this */
 
-/* Sizes shared by the three passes (counts of floats). */
+/* Sizes shared by the three passes (counts of floats unless said). */
 typedef struct {
-    int K, O, P, ow, oh;
-    int rows;      /* output rows per chunk (mt_conv_chunk_rows) */
-    int spc;       /* whole samples per chunk (1 when rows < oh) */
-    int ldq;       /* buffer row length */
-    size_t kp, op; /* K and O rounded up to whole row groups and panels */
-    size_t per_thread;
-    /* weights pass: 1 reads dy in place against packed col^T panels (cheaper
-     * to pack when K < O), 0 reads col in place against packed dy^T */
-    int dy_rows;
+    const mt_conv_geom *g;
+    int K, O, P, st;
+    int hp, wp;
+    size_t xsz;       /* c hp wp: one padded sample */
+    int spc;          /* samples per unit of the forward and data passes */
+    size_t kp, op;    /* K and O rounded up to whole row groups and panels */
+    int *off;         /* [K] offsets off(k), in the workspace */
+    /* weights pass: a chunk is `wrows` output rows of one sample (wspc = 1)
+     * or wspc whole samples; its columns are ldq floats apart */
+    int wrows, wspc, ldq;
+    int dy_rows;      /* weights pass reads dy in place (K < O) */
 } conv_plan;
 
-/* One chunk: samples [i0, i0 + ns), output rows [oy0, oy0 + noy) of each. */
+/* How one panel's NR columns map to xp and to the batch arrays. */
 typedef struct {
-    int i0, ns, oy0, noy, nq;
-} conv_chunk;
+    int w;               /* valid columns; the others repeat column 0 */
+    int kind[NV];        /* per run of VW columns: CONTIG, STRIDE2 or GATHER */
+    int base[NR];        /* base(q) of each column */
+    size_t ybase[NR];    /* offset of (sample, position) in [n][O][P] */
+} panel_map;
+
+enum { CONTIG, STRIDE2, GATHER };
 
 static conv_plan make_plan(const mt_conv_geom *g, int out_c)
 {
-    conv_plan pl;
-    size_t step = MR > NR ? MR : NR, budget = 256 * 1024; /* as mt_conv_chunk_rows */
+    conv_plan pl = {0};
+    size_t step = MR > NR ? MR : NR;
 
+    pl.g = g;
     pl.K = mt_conv_rows(g);
     pl.O = out_c;
     pl.P = mt_conv_cols(g);
-    pl.ow = g->ow;
-    pl.oh = g->oh;
-    pl.rows = mt_conv_chunk_rows(g);
-    /* Small images: a power of two of whole samples (dividing MT_BLOCK). */
+    pl.st = g->stride;
+    pl.hp = g->h + 2 * g->pad;
+    pl.wp = g->w + 2 * g->pad;
+    pl.xsz = (size_t)g->c * pl.hp * pl.wp;
     pl.spc = 1;
-    while (pl.rows == pl.oh && pl.spc < MT_BLOCK && (size_t)2 * pl.spc * pl.K * pl.P <= budget)
+    while (pl.spc * pl.P < UNIT_COLS && pl.spc < MT_BLOCK)
         pl.spc *= 2;
-    pl.ldq = (int)mt_round_up((size_t)pl.spc * pl.rows * pl.ow, NR);
     pl.kp = mt_round_up(mt_round_up((size_t)pl.K, MR), step);
     pl.op = mt_round_up(mt_round_up((size_t)pl.O, MR), step);
-    /* col or dcol [kp][ldq], then [op][ldq] (y or dy chunk), then [kp][ldq]
-     * (dy^T or col^T panels) */
-    pl.per_thread = mt_round_up((2 * pl.kp + pl.op) * pl.ldq, 16);
+    pl.wrows = mt_conv_chunk_rows(g);
+    pl.wspc = 1;
+    while (pl.wrows == g->oh && pl.wspc < MT_BLOCK &&
+           (size_t)2 * pl.wspc * pl.K * pl.P <= BUDGET)
+        pl.wspc *= 2;
+    /* + VW: rows of col not a multiple of 4 KiB apart (cache sets) */
+    pl.ldq = (int)mt_round_up((size_t)pl.wspc * pl.wrows * g->ow, NR) + VW;
     pl.dy_rows = pl.K < pl.O;
     return pl;
 }
 
-/* Chunks covering samples [a, b), and the c-th of them, in order. */
-static int chunk_count(const conv_plan *pl, int a, int b)
+/* off(k) for every row of the column matrix. */
+static void fill_offsets(const conv_plan *pl, int *off)
 {
-    int per_sample = (pl->oh + pl->rows - 1) / pl->rows;
-    return pl->spc > 1 ? (b - a + pl->spc - 1) / pl->spc : (b - a) * per_sample;
+    int k = pl->g->k;
+
+    for (int ci = 0; ci < pl->g->c; ci++)
+        for (int ki = 0; ki < k; ki++)
+            for (int kj = 0; kj < k; kj++)
+                off[(ci * k + ki) * k + kj] = (ci * pl->hp + ki) * pl->wp + kj;
 }
 
-static conv_chunk chunk_at(const conv_plan *pl, int a, int b, int c)
+/* xp = ns samples of x with zero borders (and SLACK zeros after). */
+static void fill_padded(const conv_plan *pl, const float *x, int ns, float *xp)
 {
-    int per_sample = (pl->oh + pl->rows - 1) / pl->rows;
-    conv_chunk ch;
+    const mt_conv_geom *g = pl->g;
+    size_t in_sz = (size_t)g->c * g->h * g->w;
 
-    if (pl->spc > 1) {
-        ch.i0 = a + c * pl->spc;
-        ch.ns = b - ch.i0 < pl->spc ? b - ch.i0 : pl->spc;
-        ch.oy0 = 0;
-        ch.noy = pl->oh;
+    memset(xp, 0, sizeof(float) * (ns * pl->xsz + SLACK));
+    for (int s = 0; s < ns; s++)
+        for (int ci = 0; ci < g->c; ci++)
+            for (int iy = 0; iy < g->h; iy++)
+                memcpy(xp + s * pl->xsz + ((size_t)ci * pl->hp + iy + g->pad) * pl->wp + g->pad,
+                       x + s * in_sz + ((size_t)ci * g->h + iy) * g->w, sizeof(float) * g->w);
+}
+
+/* dx of ns samples = the interior of the zero-bordered buffer dxp. */
+static void copy_interior(const conv_plan *pl, const float *dxp, int ns, float *dx)
+{
+    const mt_conv_geom *g = pl->g;
+    size_t in_sz = (size_t)g->c * g->h * g->w;
+
+    for (int s = 0; s < ns; s++)
+        for (int ci = 0; ci < g->c; ci++)
+            for (int iy = 0; iy < g->h; iy++)
+                memcpy(dx + s * in_sz + ((size_t)ci * g->h + iy) * g->w,
+                       dxp + s * pl->xsz + ((size_t)ci * pl->hp + iy + g->pad) * pl->wp + g->pad,
+                       sizeof(float) * g->w);
+}
+
+/* Panel p of a unit of ns samples starting at sample i0. */
+static void map_panel(const conv_plan *pl, int i0, int ns, int p, panel_map *m)
+{
+    int nq = ns * pl->P, ow = pl->g->ow;
+
+    m->w = nq - p * NR < NR ? nq - p * NR : NR;
+    for (int j = 0; j < NR; j++) {
+        int q = j < m->w ? p * NR + j : p * NR, s = q / pl->P, pos = q % pl->P;
+        m->base[j] = (int)(s * pl->xsz) + (pos / ow) * pl->st * pl->wp + (pos % ow) * pl->st;
+        m->ybase[j] = (size_t)(i0 + s) * pl->O * pl->P + pos;
+    }
+    for (int h = 0; h < NV; h++) {
+        const int *b = m->base + h * VW;
+        int d = b[1] - b[0], run = (h + 1) * VW <= m->w && (d == 1 || d == 2);
+        for (int j = 2; run && j < VW; j++)
+            run = b[j] - b[j - 1] == d;
+        m->kind[h] = !run ? GATHER : d == 1 ? CONTIG : STRIDE2;
+    }
+}
+
+#if defined(__AVX512F__)
+/* dst[j] = src[base[j]] for j < VW (VW = 16). */
+static inline void load_run(int kind, const float *src, const int *base, float *dst)
+{
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26,
+                                           28, 30);
+
+    if (kind == CONTIG) {
+        _mm512_storeu_ps(dst, _mm512_loadu_ps(src + base[0]));
+    } else if (kind == STRIDE2) {
+        __m512 lo = _mm512_loadu_ps(src + base[0]), hi = _mm512_loadu_ps(src + base[0] + 16);
+        _mm512_storeu_ps(dst, _mm512_permutex2var_ps(lo, even, hi));
     } else {
-        ch.i0 = a + c / per_sample;
-        ch.ns = 1;
-        ch.oy0 = (c % per_sample) * pl->rows;
-        ch.noy = pl->oh - ch.oy0 < pl->rows ? pl->oh - ch.oy0 : pl->rows;
+        _mm512_storeu_ps(dst, _mm512_i32gather_ps(_mm512_loadu_si512(base), src, 4));
     }
-    ch.nq = ch.ns * ch.noy * pl->ow;
-    return ch;
 }
 
-/* Reserve shared_floats (rounded to 64 bytes) then the threads' buffers. */
-static mt_status reserve(const conv_plan *pl, size_t shared_floats, mt_scratch *ws, float **base,
-                         size_t *shared)
+/* dst[base[j]] += src[j] for j < VW, in one step per entry. */
+static inline void add_run(int kind, const float *src, const int *base, float *dst)
 {
-    *shared = mt_round_up(shared_floats, 16);
+    if (kind == CONTIG) {
+        float *d = dst + base[0];
+        _mm512_storeu_ps(d, _mm512_add_ps(_mm512_loadu_ps(d), _mm512_loadu_ps(src)));
+    } else if (kind == STRIDE2) {
+        const __m512i lo_i = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+        const __m512i hi_i = _mm512_add_epi32(lo_i, _mm512_set1_epi32(8));
+        __m512 v = _mm512_loadu_ps(src);
+        float *d = dst + base[0];
+        __m512 lo = _mm512_loadu_ps(d), hi = _mm512_loadu_ps(d + 16);
+        lo = _mm512_mask_add_ps(lo, 0x5555, lo, _mm512_permutexvar_ps(lo_i, v));
+        hi = _mm512_mask_add_ps(hi, 0x5555, hi, _mm512_permutexvar_ps(hi_i, v));
+        _mm512_storeu_ps(d, lo);
+        _mm512_storeu_ps(d + 16, hi);
+    } else {
+        for (int j = 0; j < VW; j++)
+            dst[base[j]] += src[j];
+    }
+}
+#else
+static inline void load_run(int kind, const float *src, const int *base, float *dst)
+{
+    (void)kind;
+    for (int j = 0; j < VW; j++)
+        dst[j] = src[base[j]];
+}
+
+static inline void add_run(int kind, const float *src, const int *base, float *dst)
+{
+    (void)kind;
+    for (int j = 0; j < VW; j++)
+        dst[base[j]] += src[j];
+}
+#endif
+
+/* ---- forward ------------------------------------------------------------------ */
+
+/* bp[k][j] = col[k][column j of the panel], straight from xp. */
+static void pack_panel(const conv_plan *pl, const panel_map *m, const float *xp, float *bp)
+{
+    for (int k = 0; k < pl->K; k++) {
+        const float *src = xp + pl->off[k];
+        for (int h = 0; h < NV; h++)
+            load_run(m->kind[h], src, m->base + h * VW, bp + (size_t)k * NR + h * VW);
+    }
+}
+
+/* y[sample][o][position] = ct[o][j] (+ bias[o]) for the panel's columns. */
+static void store_panel(const conv_plan *pl, const panel_map *m, const float *ct,
+                        const float *bias, float *y)
+{
+    for (int o = 0; o < pl->O; o++) {
+        const float *src = ct + (size_t)o * NR;
+        float *yo = y + (size_t)o * pl->P;
+        if (bias)
+            for (int j = 0; j < m->w; j++)
+                yo[m->ybase[j]] = src[j] + bias[o];
+        else
+            for (int j = 0; j < m->w; j++)
+                yo[m->ybase[j]] = src[j];
+    }
+}
+
+/* Forward pass of the ns samples from i0: panel by panel. */
+static void forward_unit(const conv_plan *pl, const float *apw, const float *bias, int i0, int ns,
+                         const float *x, float *y, float *buf)
+{
+    size_t in_sz = (size_t)pl->g->c * pl->g->h * pl->g->w;
+    float *bp = buf, *ct = bp + pl->kp * NR, *xp = ct + pl->op * NR;
+    int n_panels = (ns * pl->P + NR - 1) / NR, ng = (pl->O + MR - 1) / MR;
+    panel_map m;
+
+    fill_padded(pl, x + in_sz * i0, ns, xp);
+    for (int p = 0; p < n_panels; p++) {
+        map_panel(pl, i0, ns, p, &m);
+        pack_panel(pl, &m, xp, bp);
+        for (int gr = 0; gr < ng; gr++)
+            mt_fma_kernel_ab(pl->K, apw + (size_t)gr * pl->K * MR, bp, NR,
+                             ct + (size_t)gr * MR * NR, NR, 1);
+        store_panel(pl, &m, ct, bias, y);
+    }
+}
+
+/* Per-thread floats of the forward and data passes. */
+static size_t unit_floats(const conv_plan *pl)
+{
+    size_t xp = mt_round_up(pl->spc * pl->xsz + SLACK, 16);
+    size_t dcol = pl->spc > 1 ? pl->kp * mt_round_up((size_t)pl->spc * pl->P, NR) : 0;
+    return pl->kp * NR + pl->op * NR + xp + dcol;
+}
+
+/* Workspace: shared_floats (rounded to 64 bytes), the offsets, then the
+ * threads' buffers of per_thread floats each. */
+static mt_status reserve(conv_plan *pl, size_t shared_floats, size_t per_thread, mt_scratch *ws,
+                         float **shared, float **threads)
+{
+    size_t sh = mt_round_up(shared_floats, 16), offs = mt_round_up((size_t)pl->K, 16);
+
+    per_thread = mt_round_up(per_thread, 16);
     MT_CHECK(mt_scratch_reserve(
-        ws, sizeof(float) * (*shared + pl->per_thread * mt_kernel_threads()), "conv2d buffers"));
-    *base = ws->p;
+        ws, sizeof(float) * (sh + offs + per_thread * mt_kernel_threads()), "conv2d buffers"));
+    *shared = ws->p;
+    pl->off = (int *)(*shared + sh);
+    *threads = *shared + sh + offs;
+    fill_offsets(pl, pl->off);
     return MT_OK;
-}
-
-/* col [K][ldq] = the chunk's column matrix, sample by sample. */
-static void chunk_im2col(const mt_conv_geom *g, const conv_plan *pl, const conv_chunk *ch,
-                         const float *x, float *col)
-{
-    size_t in_sz = (size_t)g->c * g->h * g->w, width = (size_t)ch->noy * pl->ow;
-
-    for (int s = 0; s < ch->ns; s++)
-        mt_im2col_rows(g, x + in_sz * (ch->i0 + s), ch->oy0, ch->noy, col + width * s,
-                       (size_t)pl->ldq);
-}
-
-/* Between a chunk buffer b [O][ldq] and the batch array a [n][O][P]:
- * to_batch = 1 writes a = b (+ bias), else b = a. */
-static void chunk_transfer(const conv_plan *pl, const conv_chunk *ch, const float *bias,
-                           int to_batch, float *b, float *a)
-{
-    size_t width = (size_t)ch->noy * pl->ow, out_sz = (size_t)pl->O * pl->P;
-
-    for (int s = 0; s < ch->ns; s++)
-        for (int o = 0; o < pl->O; o++) {
-            float *bo = b + (size_t)o * pl->ldq + width * s;
-            float *ao = a + out_sz * (ch->i0 + s) + (size_t)o * pl->P + (size_t)ch->oy0 * pl->ow;
-            if (!to_batch)
-                memcpy(bo, ao, sizeof(float) * width);
-            else if (!bias)
-                memcpy(ao, bo, sizeof(float) * width);
-            else
-                for (size_t q = 0; q < width; q++)
-                    ao[q] = bo[q] + bias[o];
-        }
-}
-
-/* c[rows][:nq] = A b for A packed by mt_fma_pack (rows x K) and b [K][ldq],
- * NR columns at a time; c has ldq columns and whole row groups. */
-static void product_ab(int rows, int K, const float *ap, const float *b, int nq, int ldq, float *c)
-{
-    int ng = (rows + MR - 1) / MR;
-
-    for (int k0 = 0; k0 < K; k0 += KC) {
-        int kc = K - k0 < KC ? K - k0 : KC;
-        for (int j = 0; j < nq; j += NR)
-            for (int g = 0; g < ng; g++)
-                mt_fma_kernel_ab(kc, ap + ((size_t)g * K + k0) * MR, b + (size_t)k0 * ldq + j,
-                                 (size_t)ldq, c + (size_t)g * MR * ldq + j, (size_t)ldq, k0 == 0);
-    }
 }
 
 mt_status mt_conv_forward(const mt_conv_geom *g, int out_c, const float *w, const float *bias,
                           int n, const float *x, float *y, mt_scratch *ws)
 {
     conv_plan pl = make_plan(g, out_c);
-    int n_chunks = chunk_count(&pl, 0, n);
-    size_t shared;
-    float *apw;
+    int n_units = (n + pl.spc - 1) / pl.spc;
+    size_t per = mt_round_up(unit_floats(&pl), 16);
+    float *apw, *bufs;
 
     if (n <= 0)
         return MT_OK;
-    MT_CHECK(reserve(&pl, pl.op * pl.K, ws, &apw, &shared));
+    MT_CHECK(reserve(&pl, pl.op * pl.K, per, ws, &apw, &bufs));
     mt_fma_pack(pl.O, pl.K, w, (size_t)pl.K, 1, apw);
 
 #pragma omp parallel for schedule(static)
-    for (int c = 0; c < n_chunks; c++) {
-        conv_chunk ch = chunk_at(&pl, 0, n, c);
-        float *col = apw + shared + pl.per_thread * omp_get_thread_num();
-        float *yb = col + pl.kp * pl.ldq;
-
-        chunk_im2col(g, &pl, &ch, x, col);
-        product_ab(pl.O, pl.K, apw, col, ch.nq, pl.ldq, yb);
-        chunk_transfer(&pl, &ch, bias, 1, yb, y);
+    for (int u = 0; u < n_units; u++) {
+        int i0 = u * pl.spc, ns = n - i0 < pl.spc ? n - i0 : pl.spc;
+        forward_unit(&pl, apw, bias, i0, ns, x, y, bufs + per * omp_get_thread_num());
     }
     return MT_OK;
 }
 
-/* dx of samples [a, b) = col2im(W^T dy) chunk by chunk, in order (row
- * chunks of one sample overlap in dx). */
-static void data_unit(const mt_conv_geom *g, const conv_plan *pl, const float *apt, int a, int b,
-                      const float *dy, float *dx, float *buf)
-{
-    size_t in_sz = (size_t)g->c * g->h * g->w;
-    float *dcol = buf, *dyb = buf + pl->kp * pl->ldq;
+/* ---- backward data ------------------------------------------------------------ */
 
-    memset(dx + in_sz * a, 0, sizeof(float) * in_sz * (b - a));
-    for (int c = 0; c < chunk_count(pl, a, b); c++) {
-        conv_chunk ch = chunk_at(pl, a, b, c);
-        size_t width = (size_t)ch.noy * pl->ow;
-        chunk_transfer(pl, &ch, NULL, 0, dyb, (float *)dy);
-        product_ab(pl->K, pl->O, apt, dyb, ch.nq, pl->ldq, dcol);
-        for (int s = 0; s < ch.ns; s++)
-            mt_col2im_rows(g, dcol + width * s, (size_t)pl->ldq, ch.oy0, ch.noy,
-                           dx + in_sz * (ch.i0 + s));
+/* dyp[o][j] = dy[sample][o][position] for the panel's columns. */
+static void pack_dy_panel(const conv_plan *pl, const panel_map *m, const float *dy, float *dyp)
+{
+    for (int o = 0; o < pl->O; o++) {
+        const float *src = dy + (size_t)o * pl->P;
+        for (int j = 0; j < NR; j++)
+            dyp[(size_t)o * NR + j] = src[m->ybase[j]];
     }
+}
+
+/* dxp[base(q) + off(k)] += dct[k][j] for the panel's columns, k in order. */
+static void scatter_panel(const conv_plan *pl, const panel_map *m, const float *dct, float *dxp)
+{
+    for (int k = 0; k < pl->K; k++) {
+        const float *src = dct + (size_t)k * NR;
+        float *dst = dxp + pl->off[k];
+        for (int h = 0; h < NV; h++) {
+            if (m->kind[h] != GATHER) {
+                add_run(m->kind[h], src + h * VW, m->base + h * VW, dst);
+                continue;
+            }
+            for (int j = h * VW; j < (h + 1) * VW && j < m->w; j++)
+                dst[m->base[j]] += src[j];
+        }
+    }
+}
+
+/* Small samples: dxp of sample s += col2im of its columns of dcol [kp][ldd],
+ * k by k, position by position. */
+static void scatter_sample(const conv_plan *pl, const float *dcol, size_t ldd, int s, float *dxp)
+{
+    int ow = pl->g->ow, oh = pl->g->oh, st = pl->st;
+
+    for (int k = 0; k < pl->K; k++) {
+        const float *src = dcol + (size_t)k * ldd + (size_t)s * pl->P;
+        float *dst = dxp + s * pl->xsz + pl->off[k];
+        for (int oy = 0; oy < oh; oy++)
+            for (int ox = 0; ox < ow; ox++)
+                dst[oy * st * pl->wp + ox * st] += src[oy * ow + ox];
+    }
+}
+
+static void data_unit(const conv_plan *pl, const float *apt, int i0, int ns, const float *dy,
+                      float *dx, float *buf)
+{
+    size_t in_sz = (size_t)pl->g->c * pl->g->h * pl->g->w;
+    size_t ldd = mt_round_up((size_t)pl->spc * pl->P, NR);
+    float *dyp = buf, *dct = dyp + pl->op * NR, *dxp = dct + pl->kp * NR;
+    float *dcol = dxp + mt_round_up(pl->spc * pl->xsz + SLACK, 16);
+    int n_panels = (ns * pl->P + NR - 1) / NR, ng = (pl->K + MR - 1) / MR;
+    panel_map m;
+
+    memset(dxp, 0, sizeof(float) * (ns * pl->xsz + SLACK));
+    for (int p = 0; p < n_panels; p++) {
+        map_panel(pl, i0, ns, p, &m);
+        pack_dy_panel(pl, &m, dy, dyp);
+        for (int gr = 0; gr < ng; gr++)
+            mt_fma_kernel_ab(pl->O, apt + (size_t)gr * pl->O * MR, dyp, NR,
+                             pl->spc > 1 ? dcol + gr * MR * ldd + (size_t)p * NR
+                                         : dct + (size_t)gr * MR * NR,
+                             pl->spc > 1 ? ldd : NR, 1);
+        if (pl->spc == 1)
+            scatter_panel(pl, &m, dct, dxp);
+    }
+    for (int s = 0; pl->spc > 1 && s < ns; s++)
+        scatter_sample(pl, dcol, ldd, s, dxp);
+    copy_interior(pl, dxp, ns, dx + in_sz * i0);
 }
 
 mt_status mt_conv_backward_data(const mt_conv_geom *g, int out_c, const float *w, int n,
@@ -203,34 +376,108 @@ mt_status mt_conv_backward_data(const mt_conv_geom *g, int out_c, const float *w
 {
     conv_plan pl = make_plan(g, out_c);
     int n_units = (n + pl.spc - 1) / pl.spc;
-    size_t shared;
-    float *apt;
+    size_t per = mt_round_up(unit_floats(&pl), 16);
+    float *apt, *bufs;
 
     if (n <= 0)
         return MT_OK;
-    MT_CHECK(reserve(&pl, pl.kp * pl.O, ws, &apt, &shared));
+    MT_CHECK(reserve(&pl, pl.kp * pl.O, per, ws, &apt, &bufs));
     mt_fma_pack(pl.K, pl.O, w, 1, (size_t)pl.K, apt); /* rows of W^T */
 
-    /* A unit is one chunk of whole samples, or one sample's row chunks. */
 #pragma omp parallel for schedule(static)
     for (int u = 0; u < n_units; u++) {
-        int b = (u + 1) * pl.spc < n ? (u + 1) * pl.spc : n;
-        data_unit(g, &pl, apt, u * pl.spc, b, dy, dx,
-                  apt + shared + pl.per_thread * omp_get_thread_num());
+        int i0 = u * pl.spc, ns = n - i0 < pl.spc ? n - i0 : pl.spc;
+        data_unit(&pl, apt, i0, ns, dy, dx, bufs + per * omp_get_thread_num());
     }
     return MT_OK;
 }
 
-/* bp[p][q][j] = dy of channel p NR + j at the chunk's column q (0 for
- * channels past O): dy^T in panels of NR channels, written contiguously. */
+/* ---- backward weights ----------------------------------------------------------- */
+
+/* One chunk of the weights pass: samples [i0, i0 + ns), output rows
+ * [oy0, oy0 + noy) of each; nq = ns noy ow columns. */
+typedef struct {
+    int i0, ns, oy0, noy, nq;
+} conv_chunk;
+
+static int chunk_count(const conv_plan *pl, int a, int b)
+{
+    int per_sample = (pl->g->oh + pl->wrows - 1) / pl->wrows;
+    return pl->wspc > 1 ? (b - a + pl->wspc - 1) / pl->wspc : (b - a) * per_sample;
+}
+
+static conv_chunk chunk_at(const conv_plan *pl, int a, int b, int c)
+{
+    int oh = pl->g->oh, per_sample = (oh + pl->wrows - 1) / pl->wrows;
+    conv_chunk ch;
+
+    if (pl->wspc > 1) {
+        ch.i0 = a + c * pl->wspc;
+        ch.ns = b - ch.i0 < pl->wspc ? b - ch.i0 : pl->wspc;
+        ch.oy0 = 0;
+        ch.noy = oh;
+    } else {
+        ch.i0 = a + c / per_sample;
+        ch.ns = 1;
+        ch.oy0 = (c % per_sample) * pl->wrows;
+        ch.noy = oh - ch.oy0 < pl->wrows ? oh - ch.oy0 : pl->wrows;
+    }
+    ch.nq = ch.ns * ch.noy * pl->g->ow;
+    return ch;
+}
+
+/* dst[i] = src[i st] for i < n. */
+static void copy_strided(const float *src, int st, int n, float *dst)
+{
+    int i = 0;
+
+#if defined(__AVX512F__)
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26,
+                                           28, 30);
+    for (; st <= 2 && i + VW <= n; i += VW) {
+        __m512 lo = _mm512_loadu_ps(src + i * st);
+        __m512 v = st == 1 ? lo : _mm512_permutex2var_ps(lo, even, _mm512_loadu_ps(src + 2 * i + 16));
+        _mm512_storeu_ps(dst + i, v);
+    }
+#endif
+    for (; i < n; i++)
+        dst[i] = src[i * st];
+}
+
+/* col[k][chunk column] for every k, rows ldq apart, from xp (the chunk's
+ * samples, zero-bordered). */
+static void chunk_col(const conv_plan *pl, const conv_chunk *ch, const float *xp, float *col)
+{
+    int ow = pl->g->ow, st = pl->st;
+
+    for (int k = 0; k < pl->K; k++)
+        for (int s = 0; s < ch->ns; s++)
+            for (int r = 0; r < ch->noy; r++)
+                copy_strided(xp + s * pl->xsz + pl->off[k] + (size_t)(ch->oy0 + r) * st * pl->wp,
+                             st, ow, col + (size_t)k * pl->ldq + (size_t)(s * ch->noy + r) * ow);
+}
+
+/* dyb[o][column] = dy of the chunk, rows ldq apart (dy_rows layout). */
+static void chunk_dy_rows(const conv_plan *pl, const conv_chunk *ch, const float *dy, float *dyb)
+{
+    size_t width = (size_t)ch->noy * pl->g->ow, out_sz = (size_t)pl->O * pl->P;
+
+    for (int s = 0; s < ch->ns; s++)
+        for (int o = 0; o < pl->O; o++)
+            memcpy(dyb + (size_t)o * pl->ldq + width * s,
+                   dy + out_sz * (ch->i0 + s) + (size_t)o * pl->P + (size_t)ch->oy0 * pl->g->ow,
+                   sizeof(float) * width);
+}
+
+/* bp[p][q][j] = dy of channel p NR + j at the chunk's column q (0 past O). */
 static void pack_dy_panels(const conv_plan *pl, const conv_chunk *ch, const float *dy, float *bp)
 {
-    size_t width = (size_t)ch->noy * pl->ow, out_sz = (size_t)pl->O * pl->P;
+    size_t width = (size_t)ch->noy * pl->g->ow, out_sz = (size_t)pl->O * pl->P;
 
     for (size_t p = 0; p < pl->op / NR; p++)
         for (int s = 0; s < ch->ns; s++) {
-            const float *src =
-                dy + out_sz * (ch->i0 + s) + (size_t)p * NR * pl->P + (size_t)ch->oy0 * pl->ow;
+            const float *src = dy + out_sz * (ch->i0 + s) + p * NR * pl->P +
+                               (size_t)ch->oy0 * pl->g->ow;
             float *dst = bp + (p * (size_t)ch->nq + width * s) * NR;
             int n_o = pl->O - (int)p * NR < NR ? pl->O - (int)p * NR : NR;
             for (size_t q = 0; q < width; q++) {
@@ -264,21 +511,30 @@ static size_t partial_ld(const conv_plan *pl)
     return pl->dy_rows ? mt_round_up((size_t)pl->K, NR) : pl->op;
 }
 
+/* Per-thread floats of the weights pass: xp, col [kp][ldq], then dy rows
+ * [op][ldq] and the packed panels (the larger of dy^T and col^T). */
+static size_t weights_floats(const conv_plan *pl)
+{
+    size_t xp = mt_round_up(pl->wspc * pl->xsz + SLACK, 16);
+    size_t panels = (mt_round_up(pl->op, NR) + mt_round_up(pl->kp, NR)) * pl->ldq;
+    return xp + (pl->kp + pl->op) * pl->ldq + panels;
+}
+
 /* The chunk's contribution to the weight partials pt, tile by tile; the
  * chains continue across chunks in order (first = 1 starts them):
  *   dy_rows: pt[o][kk] (+)= dy[o][:nq] . col[kk][:nq]
  *   else:    pt[kk][o] (+)= col[kk][:nq] . dy[o][:nq] */
-static void weights_chunk(const mt_conv_geom *g, const conv_plan *pl, const conv_chunk *ch,
-                          const float *x, const float *dy, float *buf, int first, float *pt)
+static void weights_chunk(const conv_plan *pl, const conv_chunk *ch, const float *xp,
+                          const float *dy, float *buf, int first, float *pt)
 {
     float *col = buf, *dyb = col + pl->kp * pl->ldq, *bp = dyb + pl->op * pl->ldq;
     size_t ld = partial_ld(pl), nq = (size_t)ch->nq;
     const float *rows = col;
     size_t n_groups = ((size_t)pl->K + MR - 1) / MR, n_panels = pl->op / NR;
 
-    chunk_im2col(g, pl, ch, x, col);
+    chunk_col(pl, ch, xp, col);
     if (pl->dy_rows) {
-        chunk_transfer(pl, ch, NULL, 0, dyb, (float *)dy);
+        chunk_dy_rows(pl, ch, dy, dyb);
         pack_col_panels(pl, col, ch->nq, bp);
         rows = dyb;
         n_groups = ((size_t)pl->O + MR - 1) / MR;
@@ -293,14 +549,17 @@ static void weights_chunk(const mt_conv_geom *g, const conv_plan *pl, const conv
 }
 
 /* Partial gradients of samples [a, b) in order into pt and pb [O]. */
-static void weights_block(const mt_conv_geom *g, const conv_plan *pl, int a, int b, const float *x,
-                          const float *dy, float *buf, float *pt, double *pb)
+static void weights_block(const conv_plan *pl, int a, int b, const float *x, const float *dy,
+                          float *buf, float *pt, double *pb)
 {
-    size_t out_sz = (size_t)pl->O * pl->P;
+    size_t in_sz = (size_t)pl->g->c * pl->g->h * pl->g->w, out_sz = (size_t)pl->O * pl->P;
+    float *xp = buf, *rest = xp + mt_round_up(pl->wspc * pl->xsz + SLACK, 16);
 
     for (int c = 0; c < chunk_count(pl, a, b); c++) {
         conv_chunk ch = chunk_at(pl, a, b, c);
-        weights_chunk(g, pl, &ch, x, dy, buf, c == 0, pt);
+        if (ch.oy0 == 0)
+            fill_padded(pl, x + in_sz * ch.i0, ch.ns, xp);
+        weights_chunk(pl, &ch, xp, dy, rest, c == 0, pt);
     }
     for (int o = 0; o < pl->O; o++)
         pb[o] = 0.0;
@@ -314,12 +573,12 @@ mt_status mt_conv_backward_weights(const mt_conv_geom *g, int out_c, int n, cons
 {
     conv_plan pl = make_plan(g, out_c);
     int n_blocks = (n + MT_BLOCK - 1) / MT_BLOCK;
-    size_t n_t = pl.kp * pl.op, shared;
-    float *pt;
+    size_t n_t = pl.kp * pl.op, per = mt_round_up(weights_floats(&pl), 16);
+    float *pt, *bufs;
     double *pb;
 
     /* per-block partials: biases in double, then transposed weights */
-    MT_CHECK(reserve(&pl, (2 * (size_t)pl.O + n_t) * n_blocks, ws, &pt, &shared));
+    MT_CHECK(reserve(&pl, (2 * (size_t)pl.O + n_t) * n_blocks, per, ws, &pt, &bufs));
     pb = (double *)pt;
     pt += 2 * (size_t)pl.O * n_blocks;
 
@@ -328,9 +587,8 @@ mt_status mt_conv_backward_weights(const mt_conv_geom *g, int out_c, int n, cons
 #pragma omp parallel for schedule(static)
     for (int b = 0; b < n_blocks; b++) {
         int end = (b + 1) * MT_BLOCK < n ? (b + 1) * MT_BLOCK : n;
-        weights_block(g, &pl, b * MT_BLOCK, end, x, dy,
-                      (float *)pb + shared + pl.per_thread * omp_get_thread_num(), pt + n_t * b,
-                      pb + (size_t)pl.O * b);
+        weights_block(&pl, b * MT_BLOCK, end, x, dy, bufs + per * omp_get_thread_num(),
+                      pt + n_t * b, pb + (size_t)pl.O * b);
     }
 
     /* Block partials added in block order (transposed back if need be). */

@@ -19,7 +19,7 @@
 #endif
 
 #if defined(__AVX512F__)
-enum { MT_FMA_VW = 16, MT_FMA_MR = 8 }; /* 16 zmm accumulators */
+enum { MT_FMA_VW = 16, MT_FMA_MR = 12 }; /* 24 zmm accumulators */
 #elif defined(__AVX2__) && defined(__FMA__)
 enum { MT_FMA_VW = 8, MT_FMA_MR = 6 }; /* 12 ymm accumulators */
 #else
