@@ -34,7 +34,7 @@
 #include "fma.h"
 #include "mtrain/kernels.h"
 
-enum { MR = MT_FMA_MR, NR = MT_FMA_NR, VW = MT_FMA_VW, NV = NR / VW };
+enum { MR = MT_FMA_MR, NR = MT_FMA_NR, VW = MT_FMA_VW, NV = NR / VW, KC = MT_FMA_KC };
 enum { SLACK = 64 };                   /* zero floats after an xp buffer */
 enum { BUDGET = 256 * 1024 };          /* floats of a weights-pass chunk: 1 MiB */
 enum { UNIT_COLS = 128 };              /* small samples are grouped to >= this */
@@ -58,6 +58,7 @@ typedef struct {
 typedef struct {
     int w;               /* valid columns; the others repeat column 0 */
     int kind[NV];        /* per run of VW columns: CONTIG, STRIDE2 or GATHER */
+    int ycont[NV];       /* per run: its ybase entries are consecutive */
     int base[NR];        /* base(q) of each column */
     size_t ybase[NR];    /* offset of (sample, position) in [n][O][P] */
 } panel_map;
@@ -149,6 +150,8 @@ static void map_panel(const conv_plan *pl, int i0, int ns, int p, panel_map *m)
         for (int j = 2; run && j < VW; j++)
             run = b[j] - b[j - 1] == d;
         m->kind[h] = !run ? GATHER : d == 1 ? CONTIG : STRIDE2;
+        m->ycont[h] = (h + 1) * VW <= m->w &&
+                      m->ybase[h * VW + VW - 1] == m->ybase[h * VW] + VW - 1;
     }
 }
 
@@ -206,16 +209,62 @@ static inline void add_run(int kind, const float *src, const int *base, float *d
 }
 #endif
 
+/* dst[j] = src[rows[j]] for j < n (n may exceed VW or be <= 0), 0 for
+ * n <= j < VW. */
+static inline void gather_rows(const float *src, const int *rows, int n, float *dst)
+{
+#if defined(__AVX512F__)
+    if (n >= VW) {
+        _mm512_storeu_ps(dst, _mm512_i32gather_ps(_mm512_loadu_si512(rows), src, 4));
+        return;
+    }
+#endif
+    for (int j = 0; j < VW; j++)
+        dst[j] = j < n ? src[rows[j]] : 0.0f;
+}
+
+/* sum_{i < n} x[i] in double, in 8 lanes (i mod 8) added in a fixed
+ * tree: an order fixed by n. */
+static double sum_lanes(size_t n, const float *x)
+{
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    size_t i = 0;
+
+#if defined(__AVX512F__)
+    __m512d v = _mm512_setzero_pd();
+    for (; i + 8 <= n; i += 8)
+        v = _mm512_add_pd(v, _mm512_cvtps_pd(_mm256_loadu_ps(x + i)));
+    _mm512_storeu_pd(acc, v);
+#endif
+    for (; i < n; i++)
+        acc[i % 8] += x[i];
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
 /* ---- forward ------------------------------------------------------------------ */
 
-/* bp[k][j] = col[k][column j of the panel], straight from xp. */
-static void pack_panel(const conv_plan *pl, const panel_map *m, const float *xp, float *bp)
+/* bp[k - k0][j] = col[k][column j of the panel] for k0 <= k < k1, straight
+ * from xp. */
+static void pack_panel(const conv_plan *pl, const panel_map *m, const float *xp, int k0, int k1,
+                       float *bp)
 {
-    for (int k = 0; k < pl->K; k++) {
+    for (int k = k0; k < k1; k++) {
         const float *src = xp + pl->off[k];
         for (int h = 0; h < NV; h++)
-            load_run(m->kind[h], src, m->base + h * VW, bp + (size_t)k * NR + h * VW);
+            load_run(m->kind[h], src, m->base + h * VW, bp + (size_t)(k - k0) * NR + h * VW);
     }
+}
+
+/* dst[j] = src[j] + b (b_on) or src[j], for one run of VW columns. */
+static inline void store_run(const float *src, float b, int b_on, float *dst)
+{
+#if defined(__AVX512F__)
+    __m512 v = _mm512_loadu_ps(src);
+    _mm512_storeu_ps(dst, b_on ? _mm512_add_ps(v, _mm512_set1_ps(b)) : v);
+#else
+    for (int j = 0; j < VW; j++)
+        dst[j] = b_on ? src[j] + b : src[j];
+#endif
 }
 
 /* y[sample][o][position] = ct[o][j] (+ bias[o]) for the panel's columns. */
@@ -224,32 +273,38 @@ static void store_panel(const conv_plan *pl, const panel_map *m, const float *ct
 {
     for (int o = 0; o < pl->O; o++) {
         const float *src = ct + (size_t)o * NR;
-        float *yo = y + (size_t)o * pl->P;
-        if (bias)
-            for (int j = 0; j < m->w; j++)
-                yo[m->ybase[j]] = src[j] + bias[o];
-        else
-            for (int j = 0; j < m->w; j++)
-                yo[m->ybase[j]] = src[j];
+        float *yo = y + (size_t)o * pl->P, b = bias ? bias[o] : 0.0f;
+        for (int h = 0; h < NV; h++) {
+            if (m->ycont[h]) {
+                store_run(src + h * VW, b, bias != NULL, yo + m->ybase[h * VW]);
+                continue;
+            }
+            for (int j = h * VW; j < (h + 1) * VW && j < m->w; j++)
+                yo[m->ybase[j]] = bias ? src[j] + b : src[j];
+        }
     }
 }
 
-/* Forward pass of the ns samples from i0: panel by panel. */
+/* Forward pass of the ns samples from i0: panel by panel, the panel packed
+ * KC rows at a time (kept in L1 while every row group uses it). */
 static void forward_unit(const conv_plan *pl, const float *apw, const float *bias, int i0, int ns,
                          const float *x, float *y, float *buf)
 {
     size_t in_sz = (size_t)pl->g->c * pl->g->h * pl->g->w;
-    float *bp = buf, *ct = bp + pl->kp * NR, *xp = ct + pl->op * NR;
+    float *bp = buf, *ct = bp + (size_t)KC * NR, *xp = ct + pl->op * NR;
     int n_panels = (ns * pl->P + NR - 1) / NR, ng = (pl->O + MR - 1) / MR;
     panel_map m;
 
     fill_padded(pl, x + in_sz * i0, ns, xp);
     for (int p = 0; p < n_panels; p++) {
         map_panel(pl, i0, ns, p, &m);
-        pack_panel(pl, &m, xp, bp);
-        for (int gr = 0; gr < ng; gr++)
-            mt_fma_kernel_ab(pl->K, apw + (size_t)gr * pl->K * MR, bp, NR,
-                             ct + (size_t)gr * MR * NR, NR, 1);
+        for (int k0 = 0; k0 < pl->K; k0 += KC) {
+            int kc = pl->K - k0 < KC ? pl->K - k0 : KC;
+            pack_panel(pl, &m, xp, k0, k0 + kc, bp);
+            for (int gr = 0; gr < ng; gr++)
+                mt_fma_kernel_ab(kc, apw + ((size_t)gr * pl->K + k0) * MR, bp, NR,
+                                 ct + (size_t)gr * MR * NR, NR, k0 == 0);
+        }
         store_panel(pl, &m, ct, bias, y);
     }
 }
@@ -259,7 +314,8 @@ static size_t unit_floats(const conv_plan *pl)
 {
     size_t xp = mt_round_up(pl->spc * pl->xsz + SLACK, 16);
     size_t dcol = pl->spc > 1 ? pl->kp * mt_round_up((size_t)pl->spc * pl->P, NR) : 0;
-    return pl->kp * NR + pl->op * NR + xp + dcol;
+    size_t panel = pl->kp > KC ? pl->kp : KC; /* forward: KC rows; data: dcol tile */
+    return panel * NR + pl->op * NR + xp + dcol;
 }
 
 /* Workspace: shared_floats (rounded to 64 bytes), the offsets, then the
@@ -307,16 +363,24 @@ static void pack_dy_panel(const conv_plan *pl, const panel_map *m, const float *
 {
     for (int o = 0; o < pl->O; o++) {
         const float *src = dy + (size_t)o * pl->P;
-        for (int j = 0; j < NR; j++)
-            dyp[(size_t)o * NR + j] = src[m->ybase[j]];
+        for (int h = 0; h < NV; h++) {
+            if (m->ycont[h]) {
+                store_run(src + m->ybase[h * VW], 0.0f, 0, dyp + (size_t)o * NR + h * VW);
+                continue;
+            }
+            for (int j = h * VW; j < (h + 1) * VW; j++)
+                dyp[(size_t)o * NR + j] = src[m->ybase[j]];
+        }
     }
 }
 
-/* dxp[base(q) + off(k)] += dct[k][j] for the panel's columns, k in order. */
-static void scatter_panel(const conv_plan *pl, const panel_map *m, const float *dct, float *dxp)
+/* dxp[base(q) + off(k)] += dct[k - k0][j] for k0 <= k < k1 and the
+ * panel's columns, k in order. */
+static void scatter_panel(const conv_plan *pl, const panel_map *m, const float *dct, int k0,
+                          int k1, float *dxp)
 {
-    for (int k = 0; k < pl->K; k++) {
-        const float *src = dct + (size_t)k * NR;
+    for (int k = k0; k < k1; k++) {
+        const float *src = dct + (size_t)(k - k0) * NR;
         float *dst = dxp + pl->off[k];
         for (int h = 0; h < NV; h++) {
             if (m->kind[h] != GATHER) {
@@ -358,13 +422,15 @@ static void data_unit(const conv_plan *pl, const float *apt, int i0, int ns, con
     for (int p = 0; p < n_panels; p++) {
         map_panel(pl, i0, ns, p, &m);
         pack_dy_panel(pl, &m, dy, dyp);
-        for (int gr = 0; gr < ng; gr++)
+        for (int gr = 0; gr < ng; gr++) {
+            /* one row group of dcol, then (large samples) its col2im */
+            int k1 = (gr + 1) * MR < pl->K ? (gr + 1) * MR : pl->K;
             mt_fma_kernel_ab(pl->O, apt + (size_t)gr * pl->O * MR, dyp, NR,
-                             pl->spc > 1 ? dcol + gr * MR * ldd + (size_t)p * NR
-                                         : dct + (size_t)gr * MR * NR,
+                             pl->spc > 1 ? dcol + gr * MR * ldd + (size_t)p * NR : dct,
                              pl->spc > 1 ? ldd : NR, 1);
-        if (pl->spc == 1)
-            scatter_panel(pl, &m, dct, dxp);
+            if (pl->spc == 1)
+                scatter_panel(pl, &m, dct, gr * MR, k1, dxp);
+        }
     }
     for (int s = 0; pl->spc > 1 && s < ns; s++)
         scatter_sample(pl, dcol, ldd, s, dxp);
@@ -469,22 +535,25 @@ static void chunk_dy_rows(const conv_plan *pl, const conv_chunk *ch, const float
                    sizeof(float) * width);
 }
 
-/* bp[p][q][j] = dy of channel p NR + j at the chunk's column q (0 past O). */
+/* bp[p][q][j] = dy of channel p NR + j at the chunk's column q (0 past O):
+ * one run of VW channels at a time (a gather of VW rows of dy). */
 static void pack_dy_panels(const conv_plan *pl, const conv_chunk *ch, const float *dy, float *bp)
 {
     size_t width = (size_t)ch->noy * pl->g->ow, out_sz = (size_t)pl->O * pl->P;
+    int rows[VW];
 
+    for (int j = 0; j < VW; j++)
+        rows[j] = j * pl->P;
     for (size_t p = 0; p < pl->op / NR; p++)
         for (int s = 0; s < ch->ns; s++) {
             const float *src = dy + out_sz * (ch->i0 + s) + p * NR * pl->P +
                                (size_t)ch->oy0 * pl->g->ow;
             float *dst = bp + (p * (size_t)ch->nq + width * s) * NR;
-            int n_o = pl->O - (int)p * NR < NR ? pl->O - (int)p * NR : NR;
-            for (size_t q = 0; q < width; q++) {
-                for (int j = 0; j < n_o; j++)
-                    dst[q * NR + j] = src[(size_t)j * pl->P + q];
-                for (int j = n_o; j < NR; j++)
-                    dst[q * NR + j] = 0.0f;
+            for (int h = 0; h < NV; h++) {
+                int n_o = pl->O - (int)p * NR - h * VW;
+                for (size_t q = 0; q < width; q++)
+                    gather_rows(src + (size_t)h * VW * pl->P + q, rows, n_o,
+                                dst + q * NR + h * VW);
             }
         }
 }
@@ -565,7 +634,7 @@ static void weights_block(const conv_plan *pl, int a, int b, const float *x, con
         pb[o] = 0.0;
     for (int i = a; i < b; i++)
         for (int o = 0; o < pl->O; o++)
-            pb[o] += mt_sum_fixed((size_t)pl->P, dy + out_sz * i + (size_t)o * pl->P);
+            pb[o] += sum_lanes((size_t)pl->P, dy + out_sz * i + (size_t)o * pl->P);
 }
 
 mt_status mt_conv_backward_weights(const mt_conv_geom *g, int out_c, int n, const float *x,
