@@ -223,22 +223,28 @@ static inline void gather_rows(const float *src, const int *rows, int n, float *
         dst[j] = j < n ? src[rows[j]] : 0.0f;
 }
 
-/* sum_{i < n} x[i] in double, in 8 lanes (i mod 8) added in a fixed
+/* sum_{i < n} x[i] in double, in 32 lanes (i mod 32) added in a fixed
  * tree: an order fixed by n. */
 static double sum_lanes(size_t n, const float *x)
 {
-    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    double acc[32] = {0};
     size_t i = 0;
 
 #if defined(__AVX512F__)
-    __m512d v = _mm512_setzero_pd();
-    for (; i + 8 <= n; i += 8)
-        v = _mm512_add_pd(v, _mm512_cvtps_pd(_mm256_loadu_ps(x + i)));
-    _mm512_storeu_pd(acc, v);
+    __m512d v[4] = {_mm512_setzero_pd(), _mm512_setzero_pd(), _mm512_setzero_pd(),
+                    _mm512_setzero_pd()};
+    for (; i + 32 <= n; i += 32)
+        for (int l = 0; l < 4; l++)
+            v[l] = _mm512_add_pd(v[l], _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 8 * l)));
+    for (int l = 0; l < 4; l++)
+        _mm512_storeu_pd(acc + 8 * l, v[l]);
 #endif
     for (; i < n; i++)
-        acc[i % 8] += x[i];
-    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+        acc[i % 32] += x[i];
+    for (int w = 16; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++)
+            acc[l] += acc[l + w];
+    return acc[0];
 }
 
 /* ---- forward ------------------------------------------------------------------ */
