@@ -105,18 +105,29 @@ static void fill_offsets(const conv_plan *pl, int *off)
                 off[(ci * k + ki) * k + kj] = (ci * pl->hp + ki) * pl->wp + kj;
 }
 
-/* xp = ns samples of x with zero borders (and SLACK zeros after). */
+/* xp = ns samples of x with zero borders (and SLACK zeros after); only the
+ * border is cleared, the interior is copied over. */
 static void fill_padded(const conv_plan *pl, const float *x, int ns, float *xp)
 {
     const mt_conv_geom *g = pl->g;
-    size_t in_sz = (size_t)g->c * g->h * g->w;
+    size_t in_sz = (size_t)g->c * g->h * g->w, top = (size_t)g->pad * pl->wp;
+    int right = pl->wp - g->pad - g->w;
 
-    memset(xp, 0, sizeof(float) * (ns * pl->xsz + SLACK));
     for (int s = 0; s < ns; s++)
-        for (int ci = 0; ci < g->c; ci++)
-            for (int iy = 0; iy < g->h; iy++)
-                memcpy(xp + s * pl->xsz + ((size_t)ci * pl->hp + iy + g->pad) * pl->wp + g->pad,
-                       x + s * in_sz + ((size_t)ci * g->h + iy) * g->w, sizeof(float) * g->w);
+        for (int ci = 0; ci < g->c; ci++) {
+            float *xc = xp + s * pl->xsz + (size_t)ci * pl->hp * pl->wp;
+            const float *src = x + s * in_sz + (size_t)ci * g->h * g->w;
+            memset(xc, 0, sizeof(float) * top);
+            for (int iy = 0; iy < g->h; iy++) {
+                float *row = xc + top + (size_t)iy * pl->wp;
+                memset(row, 0, sizeof(float) * g->pad);
+                memcpy(row + g->pad, src + (size_t)iy * g->w, sizeof(float) * g->w);
+                memset(row + g->pad + g->w, 0, sizeof(float) * right);
+            }
+            memset(xc + top + (size_t)g->h * pl->wp, 0,
+                   sizeof(float) * (size_t)(pl->hp - g->h - g->pad) * pl->wp);
+        }
+    memset(xp + ns * pl->xsz, 0, sizeof(float) * SLACK);
 }
 
 /* dx of ns samples = the interior of the zero-bordered buffer dxp. */
@@ -209,6 +220,18 @@ static inline void add_run(int kind, const float *src, const int *base, float *d
 }
 #endif
 
+/* Ask for part `i` of `parts` of the bytes [p, p + n_bytes) to be brought
+ * into the cache (L2): the next unit's input streams in from memory while
+ * this unit computes. */
+static inline void prefetch_part(const void *p, size_t n_bytes, int i, int parts)
+{
+    const char *c = p;
+    size_t lo = n_bytes * i / parts, hi = n_bytes * (i + 1) / parts;
+
+    for (size_t b = lo & ~(size_t)63; p && b < hi; b += 64)
+        __builtin_prefetch(c + b, 0, 2);
+}
+
 /* dst[j] = src[rows[j]] for j < n (n may exceed VW or be <= 0), 0 for
  * n <= j < VW. */
 static inline void gather_rows(const float *src, const int *rows, int n, float *dst)
@@ -294,7 +317,7 @@ static void store_panel(const conv_plan *pl, const panel_map *m, const float *ct
 /* Forward pass of the ns samples from i0: panel by panel, the panel packed
  * KC rows at a time (kept in L1 while every row group uses it). */
 static void forward_unit(const conv_plan *pl, const float *apw, const float *bias, int i0, int ns,
-                         const float *x, float *y, float *buf)
+                         const float *x, const float *next, float *y, float *buf)
 {
     size_t in_sz = (size_t)pl->g->c * pl->g->h * pl->g->w;
     float *bp = buf, *ct = bp + (size_t)KC * NR, *xp = ct + pl->op * NR;
@@ -312,6 +335,7 @@ static void forward_unit(const conv_plan *pl, const float *apw, const float *bia
                                  ct + (size_t)gr * MR * NR, NR, k0 == 0);
         }
         store_panel(pl, &m, ct, bias, y);
+        prefetch_part(next, sizeof(float) * in_sz * ns, p, n_panels);
     }
 }
 
@@ -346,7 +370,7 @@ mt_status mt_conv_forward(const mt_conv_geom *g, int out_c, const float *w, cons
 {
     conv_plan pl = make_plan(g, out_c);
     int n_units = (n + pl.spc - 1) / pl.spc;
-    size_t per = mt_round_up(unit_floats(&pl), 16);
+    size_t per = mt_round_up(unit_floats(&pl), 16), in_sz = (size_t)g->c * g->h * g->w;
     float *apw, *bufs;
 
     if (n <= 0)
@@ -357,7 +381,8 @@ mt_status mt_conv_forward(const mt_conv_geom *g, int out_c, const float *w, cons
 #pragma omp parallel for schedule(static)
     for (int u = 0; u < n_units; u++) {
         int i0 = u * pl.spc, ns = n - i0 < pl.spc ? n - i0 : pl.spc;
-        forward_unit(&pl, apw, bias, i0, ns, x, y, bufs + per * omp_get_thread_num());
+        const float *next = i0 + pl.spc < n ? x + in_sz * (i0 + pl.spc) : NULL;
+        forward_unit(&pl, apw, bias, i0, ns, x, next, y, bufs + per * omp_get_thread_num());
     }
     return MT_OK;
 }

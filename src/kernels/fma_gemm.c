@@ -16,15 +16,16 @@
  * shared by all rows (nn).
  */
 #include <omp.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "fma.h"
 #include "mtrain/kernels.h"
 
 enum { VW = MT_FMA_VW, MR = MT_FMA_MR, NR = MT_FMA_NR, KC = MT_FMA_KC };
-/* PU panels per work unit of mt_gemm_nn, RB row groups per work unit of
- * mt_gemm_tn (measured best on the MLP's 4000 x 3072 layer). */
-enum { PU = 4, RB = 8 };
+/* PU panels per work unit of mt_gemm_nn, RB row groups per unit of
+ * mt_gemm_tn. */
+enum { PU = 8, RB = 4 };
 
 typedef float vf __attribute__((vector_size(VW * sizeof(float))));
 /* The same, for loads and stores at any float alignment. */
@@ -110,6 +111,18 @@ static void zero_rows(int rows, int n, float *c, int ldc)
 {
     for (int i = 0; i < rows; i++)
         memset(c + (size_t)i * ldc, 0, sizeof(float) * n);
+}
+
+/* Ask for part `i` of `parts` of `rows` rows of `n_bytes` each, ld floats
+ * apart, to be brought into the cache (L2), so that the next block of a
+ * matrix read from memory streams in while this one computes. */
+static void prefetch_rows(const float *a, size_t ld, int rows, size_t n_bytes, int i, int parts)
+{
+    int r0 = rows * i / parts, r1 = rows * (i + 1) / parts;
+
+    for (int r = r0; a && r < r1; r++)
+        for (size_t b = 0; b < n_bytes; b += 64)
+            __builtin_prefetch((const char *)(a + r * ld) + b, 0, 2);
 }
 
 /* ap[p][k][j] = a[p NR + j][k] (0 past the last row): A^T in panels. */
@@ -202,13 +215,29 @@ static void pack_b_chunk(int kc, int k0, int c0, int n, const float *b, int ldb,
     }
 }
 
+/* bb[p - p0][k][j] = b[k0 + k][p NR + j] for the panels [p0, p1): one run
+ * of a row of B per k (0 past column n). */
+static void pack_b_panels(int kc, int k0, int p0, int p1, int n, const float *b, int ldb,
+                          float *bb)
+{
+    for (int k = 0; k < kc; k++) {
+        const float *row = b + (size_t)(k0 + k) * ldb;
+        for (int p = p0; p < p1; p++) {
+            float *dst = bb + ((size_t)(p - p0) * KC + k) * NR;
+            int w = n - p * NR < NR ? n - p * NR : NR;
+            memcpy(dst, row + p * NR, sizeof(float) * w);
+            memset(dst + w, 0, sizeof(float) * (NR - w));
+        }
+    }
+}
+
 mt_status mt_gemm_nn(int rows, int n, int k, const float *a, int lda, const float *b, int ldb,
                      float *c, int ldc, mt_scratch *ws)
 {
     int ng = (rows + MR - 1) / MR, np = (n + NR - 1) / NR, nu = (np + PU - 1) / PU;
     size_t packed = mt_round_up((size_t)ng * MR * k, 16);
     size_t cpanel = (size_t)ng * MR * NR;
-    size_t per_thread = mt_round_up((size_t)KC * NR + cpanel * PU, 16);
+    size_t per_thread = mt_round_up(((size_t)KC * NR + cpanel) * PU, 16);
     float *ap;
 
     if (rows <= 0 || n <= 0)
@@ -223,20 +252,27 @@ mt_status mt_gemm_nn(int rows, int n, int k, const float *a, int lda, const floa
     pack_row_groups(rows, k, a, lda, ap);
 
     /* A unit is PU panels of NR columns: each chunk of KC rows of B is packed
-     * once per panel and used by every row group; the unit's panels of C
+     * once for the unit (one run per row) and used by every row group; the
+     * next chunk's rows are prefetched meanwhile; the unit's panels of C
      * accumulate in cbuf and are copied out at the end. */
 #pragma omp parallel for schedule(static)
     for (int u = 0; u < nu; u++) {
-        float *bb = ap + packed + per_thread * omp_get_thread_num(), *cbuf = bb + KC * NR;
+        float *bb = ap + packed + per_thread * omp_get_thread_num(), *cbuf = bb + KC * NR * PU;
         int p0 = u * PU, p1 = p0 + PU < np ? p0 + PU : np;
+        size_t run = sizeof(float) * (size_t)(n - p0 * NR < (p1 - p0) * NR ? n - p0 * NR
+                                                                           : (p1 - p0) * NR);
 
         for (int k0 = 0; k0 < k; k0 += KC) {
-            int kc = k - k0 < KC ? k - k0 : KC;
+            int kc = k - k0 < KC ? k - k0 : KC, kn = k - k0 - KC;
+            pack_b_panels(kc, k0, p0, p1, n, b, ldb, bb);
             for (int p = p0; p < p1; p++) {
-                pack_b_chunk(kc, k0, p * NR, n, b, ldb, bb);
                 for (int g = 0; g < ng; g++)
-                    mt_fma_kernel_ab(kc, ap + ((size_t)g * k + k0) * MR, bb, NR,
-                                     cbuf + cpanel * (p - p0) + (size_t)g * MR * NR, NR, k0 == 0);
+                    mt_fma_kernel_ab(kc, ap + ((size_t)g * k + k0) * MR,
+                                     bb + (size_t)(p - p0) * KC * NR, NR,
+                                     cbuf + cpanel * (p - p0) + (size_t)g * MR * NR, NR,
+                                     k0 == 0);
+                prefetch_rows(kn > 0 ? b + (size_t)(k0 + KC) * ldb + p0 * NR : NULL,
+                              (size_t)ldb, kn < KC ? kn : KC, run, p - p0, p1 - p0);
             }
         }
         for (int p = p0; p < p1; p++) {
@@ -249,11 +285,31 @@ mt_status mt_gemm_nn(int rows, int n, int k, const float *a, int lda, const floa
     return MT_OK;
 }
 
+/* dst[0 .. n) = src[0 .. n): streaming (cache-bypassing) stores for the
+ * 64-byte aligned middle of dst, plain ones at its ends. For results written
+ * once and read much later (a weight gradient): no read-for-ownership. */
+static void stream_row(const float *src, int n, float *dst)
+{
+    int i = 0;
+
+#if defined(__AVX512F__)
+    while (i < n && ((uintptr_t)(dst + i) & 63) != 0) {
+        dst[i] = src[i];
+        i++;
+    }
+    for (; i + VW <= n; i += VW)
+        _mm512_stream_ps(dst + i, _mm512_loadu_ps(src + i));
+#endif
+    for (; i < n; i++)
+        dst[i] = src[i];
+}
+
 mt_status mt_gemm_tn(int rows, int n, int k, const float *a, int lda, const float *b, int ldb,
                      float *c, int ldc, mt_scratch *ws)
 {
-    int ng = (rows + MR - 1) / MR, np = (n + NR - 1) / NR, nb = (ng + RB - 1) / RB;
+    int ng = (rows + MR - 1) / MR, np = (n + NR - 1) / NR, nu = (ng + RB - 1) / RB;
     size_t packed_a = mt_round_up((size_t)ng * MR * k, 16), packed_b = (size_t)np * k * NR;
+    size_t per_thread = (size_t)RB * MR * ((size_t)np * NR + VW);
     float *ap, *bp;
 
     if (rows <= 0 || n <= 0)
@@ -263,7 +319,7 @@ mt_status mt_gemm_tn(int rows, int n, int k, const float *a, int lda, const floa
         return MT_OK;
     }
     MT_CHECK(mt_scratch_reserve(
-        ws, sizeof(float) * (packed_a + packed_b + (size_t)MR * NR * mt_kernel_threads()),
+        ws, sizeof(float) * (packed_a + packed_b + per_thread * mt_kernel_threads()),
         "gemm packing"));
     ap = ws->p;
     bp = ap + packed_a;
@@ -279,25 +335,26 @@ mt_status mt_gemm_tn(int rows, int n, int k, const float *a, int lda, const floa
         }
     }
 
-    /* Units of RB row groups by one panel, row blocks outer so that a block
-     * of A stays in cache; each tile's chains run over all of k (in KC
-     * chunks), in C itself or, at the edges, in a tile. */
+    /* A unit is RB row groups of C: their tiles (chains over all of k, in KC
+     * chunks; a panel of B serves the RB groups in turn) fill RB MR rows in
+     * a buffer, which then go to C in full rows. */
 #pragma omp parallel for schedule(static)
-    for (int u = 0; u < nb * np; u++) {
-        int p = u % np, g1 = (u / np + 1) * RB < ng ? (u / np + 1) * RB : ng;
-        int w = n - p * NR < NR ? n - p * NR : NR;
-        float *tile = bp + packed_b + (size_t)MR * NR * omp_get_thread_num();
+    for (int u = 0; u < nu; u++) {
+        float *rowbuf = bp + packed_b + per_thread * omp_get_thread_num();
+        int g0 = u * RB, g1 = g0 + RB < ng ? g0 + RB : ng;
+        size_t ldr = (size_t)np * NR + VW; /* rows off 4 KiB strides */
 
-        for (int g = u / np * RB; g < g1; g++) {
-            int h = rows - g * MR < MR ? rows - g * MR : MR, edge = h < MR || w < NR;
-            float *ct = edge ? tile : c + (size_t)g * MR * ldc + p * NR;
-            size_t ld = edge ? NR : (size_t)ldc;
-            for (int k0 = 0; k0 < k; k0 += KC)
-                mt_fma_kernel_ab(k - k0 < KC ? k - k0 : KC, ap + ((size_t)g * k + k0) * MR,
-                                 bp + ((size_t)p * k + k0) * NR, NR, ct, ld, k0 == 0);
-            for (int r = 0; edge && r < h; r++)
-                memcpy(c + (size_t)(g * MR + r) * ldc + p * NR, tile + r * NR, sizeof(float) * w);
-        }
+        for (int p = 0; p < np; p++)
+            for (int g = g0; g < g1; g++)
+                for (int k0 = 0; k0 < k; k0 += KC)
+                    mt_fma_kernel_ab(k - k0 < KC ? k - k0 : KC, ap + ((size_t)g * k + k0) * MR,
+                                     bp + ((size_t)p * k + k0) * NR, NR,
+                                     rowbuf + (size_t)(g - g0) * MR * ldr + p * NR, ldr, k0 == 0);
+        for (int i = g0 * MR; i < g1 * MR && i < rows; i++)
+            stream_row(rowbuf + (size_t)(i - g0 * MR) * ldr, n, c + (size_t)i * ldc);
+#if defined(__AVX512F__)
+        _mm_sfence(); /* this thread's streaming stores reach memory in order */
+#endif
     }
     return MT_OK;
 }
