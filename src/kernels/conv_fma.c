@@ -220,18 +220,6 @@ static inline void add_run(int kind, const float *src, const int *base, float *d
 }
 #endif
 
-/* Ask for part `i` of `parts` of the bytes [p, p + n_bytes) to be brought
- * into the cache (L2): the next unit's input streams in from memory while
- * this unit computes. */
-static inline void prefetch_part(const void *p, size_t n_bytes, int i, int parts)
-{
-    const char *c = p;
-    size_t lo = n_bytes * i / parts, hi = n_bytes * (i + 1) / parts;
-
-    for (size_t b = lo & ~(size_t)63; p && b < hi; b += 64)
-        __builtin_prefetch(c + b, 0, 2);
-}
-
 /* dst[j] = src[rows[j]] for j < n (n may exceed VW or be <= 0), 0 for
  * n <= j < VW. */
 static inline void gather_rows(const float *src, const int *rows, int n, float *dst)
@@ -317,7 +305,7 @@ static void store_panel(const conv_plan *pl, const panel_map *m, const float *ct
 /* Forward pass of the ns samples from i0: panel by panel, the panel packed
  * KC rows at a time (kept in L1 while every row group uses it). */
 static void forward_unit(const conv_plan *pl, const float *apw, const float *bias, int i0, int ns,
-                         const float *x, const float *next, float *y, float *buf)
+                         const float *x, float *y, float *buf)
 {
     size_t in_sz = (size_t)pl->g->c * pl->g->h * pl->g->w;
     float *bp = buf, *ct = bp + (size_t)KC * NR, *xp = ct + pl->op * NR;
@@ -335,7 +323,6 @@ static void forward_unit(const conv_plan *pl, const float *apw, const float *bia
                                  ct + (size_t)gr * MR * NR, NR, k0 == 0);
         }
         store_panel(pl, &m, ct, bias, y);
-        prefetch_part(next, sizeof(float) * in_sz * ns, p, n_panels);
     }
 }
 
@@ -370,7 +357,7 @@ mt_status mt_conv_forward(const mt_conv_geom *g, int out_c, const float *w, cons
 {
     conv_plan pl = make_plan(g, out_c);
     int n_units = (n + pl.spc - 1) / pl.spc;
-    size_t per = mt_round_up(unit_floats(&pl), 16), in_sz = (size_t)g->c * g->h * g->w;
+    size_t per = mt_round_up(unit_floats(&pl), 16);
     float *apw, *bufs;
 
     if (n <= 0)
@@ -381,8 +368,7 @@ mt_status mt_conv_forward(const mt_conv_geom *g, int out_c, const float *w, cons
 #pragma omp parallel for schedule(static)
     for (int u = 0; u < n_units; u++) {
         int i0 = u * pl.spc, ns = n - i0 < pl.spc ? n - i0 : pl.spc;
-        const float *next = i0 + pl.spc < n ? x + in_sz * (i0 + pl.spc) : NULL;
-        forward_unit(&pl, apw, bias, i0, ns, x, next, y, bufs + per * omp_get_thread_num());
+        forward_unit(&pl, apw, bias, i0, ns, x, y, bufs + per * omp_get_thread_num());
     }
     return MT_OK;
 }

@@ -113,18 +113,6 @@ static void zero_rows(int rows, int n, float *c, int ldc)
         memset(c + (size_t)i * ldc, 0, sizeof(float) * n);
 }
 
-/* Ask for part `i` of `parts` of `rows` rows of `n_bytes` each, ld floats
- * apart, to be brought into the cache (L2), so that the next block of a
- * matrix read from memory streams in while this one computes. */
-static void prefetch_rows(const float *a, size_t ld, int rows, size_t n_bytes, int i, int parts)
-{
-    int r0 = rows * i / parts, r1 = rows * (i + 1) / parts;
-
-    for (int r = r0; a && r < r1; r++)
-        for (size_t b = 0; b < n_bytes; b += 64)
-            __builtin_prefetch((const char *)(a + r * ld) + b, 0, 2);
-}
-
 /* ap[p][k][j] = a[p NR + j][k] (0 past the last row): A^T in panels. */
 static void pack_rows_panels(int rows, int K, const float *a, int lda, float *ap)
 {
@@ -253,17 +241,15 @@ mt_status mt_gemm_nn(int rows, int n, int k, const float *a, int lda, const floa
 
     /* A unit is PU panels of NR columns: each chunk of KC rows of B is packed
      * once for the unit (one run per row) and used by every row group; the
-     * next chunk's rows are prefetched meanwhile; the unit's panels of C
+     * unit's panels of C
      * accumulate in cbuf and are copied out at the end. */
 #pragma omp parallel for schedule(static)
     for (int u = 0; u < nu; u++) {
         float *bb = ap + packed + per_thread * omp_get_thread_num(), *cbuf = bb + KC * NR * PU;
         int p0 = u * PU, p1 = p0 + PU < np ? p0 + PU : np;
-        size_t run = sizeof(float) * (size_t)(n - p0 * NR < (p1 - p0) * NR ? n - p0 * NR
-                                                                           : (p1 - p0) * NR);
 
         for (int k0 = 0; k0 < k; k0 += KC) {
-            int kc = k - k0 < KC ? k - k0 : KC, kn = k - k0 - KC;
+            int kc = k - k0 < KC ? k - k0 : KC;
             pack_b_panels(kc, k0, p0, p1, n, b, ldb, bb);
             for (int p = p0; p < p1; p++) {
                 for (int g = 0; g < ng; g++)
@@ -271,8 +257,6 @@ mt_status mt_gemm_nn(int rows, int n, int k, const float *a, int lda, const floa
                                      bb + (size_t)(p - p0) * KC * NR, NR,
                                      cbuf + cpanel * (p - p0) + (size_t)g * MR * NR, NR,
                                      k0 == 0);
-                prefetch_rows(kn > 0 ? b + (size_t)(k0 + KC) * ldb + p0 * NR : NULL,
-                              (size_t)ldb, kn < KC ? kn : KC, run, p - p0, p1 - p0);
             }
         }
         for (int p = p0; p < p1; p++) {
