@@ -27,6 +27,9 @@
  * position by position; a weight-gradient entry is one chain over the
  * block's samples and positions in order. So a sample's outputs depend only
  * on its own data, whatever the batch, its split or the thread count.
+ * Units go to threads dynamically (a thread slowed by another process on
+ * the core does not hold the others up): no result depends on which
+ * thread ran a unit.
  */
 #include <omp.h>
 #include <string.h>
@@ -365,7 +368,7 @@ mt_status mt_conv_forward(const mt_conv_geom *g, int out_c, const float *w, cons
     MT_CHECK(reserve(&pl, pl.op * pl.K, per, ws, &apw, &bufs));
     mt_fma_pack(pl.O, pl.K, w, (size_t)pl.K, 1, apw);
 
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic)
     for (int u = 0; u < n_units; u++) {
         int i0 = u * pl.spc, ns = n - i0 < pl.spc ? n - i0 : pl.spc;
         forward_unit(&pl, apw, bias, i0, ns, x, y, bufs + per * omp_get_thread_num());
@@ -467,7 +470,7 @@ mt_status mt_conv_backward_data(const mt_conv_geom *g, int out_c, const float *w
     MT_CHECK(reserve(&pl, pl.kp * pl.O, per, ws, &apt, &bufs));
     mt_fma_pack(pl.K, pl.O, w, 1, (size_t)pl.K, apt); /* rows of W^T */
 
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic)
     for (int u = 0; u < n_units; u++) {
         int i0 = u * pl.spc, ns = n - i0 < pl.spc ? n - i0 : pl.spc;
         data_unit(&pl, apt, i0, ns, dy, dx, bufs + per * omp_get_thread_num());
@@ -670,7 +673,7 @@ mt_status mt_conv_backward_weights(const mt_conv_geom *g, int out_c, int n, cons
 
     /* TODO: with fewer blocks than threads (n <= MT_BLOCK) only one thread
      * works; splitting a block's weight tiles would spread it. */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic)
     for (int b = 0; b < n_blocks; b++) {
         int end = (b + 1) * MT_BLOCK < n ? (b + 1) * MT_BLOCK : n;
         weights_block(&pl, b * MT_BLOCK, end, x, dy, bufs + per * omp_get_thread_num(),

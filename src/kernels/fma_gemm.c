@@ -13,7 +13,8 @@
  * calls must be MT_BLOCK-row tiles, and each such call re-packs the whole
  * weight matrix for only 32 rows of work (measured: 50-60% of sgemm peak).
  * Here the weights are read in place (nt) or packed once per panel and
- * shared by all rows (nn).
+ * shared by all rows (nn). Work units go to threads dynamically; no result
+ * depends on which thread ran a unit.
  */
 #include <omp.h>
 #include <stdint.h>
@@ -160,7 +161,7 @@ mt_status mt_gemm_nt(int rows, int n, int k, const float *a, int lda, const floa
 
     /* C^T = B A^T: rows of B (MR at a time) against panels of NR rows of A;
      * consecutive units of a thread share the rows of B. */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, np)
     for (int u = 0; u < ng * np; u++) {
         int g = u / np, p = u % np;
         float *tile = ap + packed + per_thread * omp_get_thread_num(), *pad = tile + MR * NR;
@@ -243,7 +244,7 @@ mt_status mt_gemm_nn(int rows, int n, int k, const float *a, int lda, const floa
      * once for the unit (one run per row) and used by every row group; the
      * unit's panels of C
      * accumulate in cbuf and are copied out at the end. */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic)
     for (int u = 0; u < nu; u++) {
         float *bb = ap + packed + per_thread * omp_get_thread_num(), *cbuf = bb + KC * NR * PU;
         int p0 = u * PU, p1 = p0 + PU < np ? p0 + PU : np;
@@ -322,7 +323,7 @@ mt_status mt_gemm_tn(int rows, int n, int k, const float *a, int lda, const floa
     /* A unit is RB row groups of C: their tiles (chains over all of k, in KC
      * chunks; a panel of B serves the RB groups in turn) fill RB MR rows in
      * a buffer, which then go to C in full rows. */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic)
     for (int u = 0; u < nu; u++) {
         float *rowbuf = bp + packed_b + per_thread * omp_get_thread_num();
         int g0 = u * RB, g1 = g0 + RB < ng ? g0 + RB : ng;
