@@ -158,6 +158,16 @@ int main(int argc, char **argv)
         return 1;
     }
     printf("update params %zu sgd_ms %.3f\n", mt_model_n_params(m), 1e3 * t_up);
+    /* mtrain's own stage cuts (mt_model_partition) for every possible S */
+    for (int S = 1; S <= mt_model_n_param_ops(m); S++) {
+        int first[65];
+        if (S > 64 || mt_model_partition(m, S, first) != MT_OK)
+            break;
+        printf("partition %d:", S);
+        for (int k = 0; k <= S; k++)
+            printf(" %d", first[k]);
+        printf("\n");
+    }
     printf("total %s threads %d fwd %.3f vjp_x %.3f vjp_w %.3f sum %.3f ms, %.1f GF/s "
            "(3 x forward flops)\n",
            net, threads, 1e3 * sum[0], 1e3 * sum[1], 1e3 * sum[2], 1e3 * tot,

@@ -14,9 +14,10 @@ the whole batch split into M equal micro-batches:
   weights  = max_s (w_s + u_s)
   metrics  = ceil(log2 S) latency
 hop = latency + bytes of one micro-batch's activation at the cut / bandwidth.
-The stages are the contiguous partition that minimises the largest stage's
-f + b + w + u with at least one op with parameters per stage (as
-mt_model_partition requires), so S is at most the number of such ops.
+The stages are mtrain's own cut (mt_model_partition, printed by bench_ops),
+each with at least one op with parameters, so S is at most the number of
+such ops; the contiguous cut minimising the largest measured stage cost is
+used where bench_ops printed none.
 """
 import math
 import os
@@ -28,7 +29,7 @@ BLOCK = 32
 
 
 def read_ops(path):
-    ops, update = [], 0.0
+    ops, update, cuts = [], 0.0, {}
     with open(path) as f:
         for ln in f:
             if ln.startswith("op "):
@@ -38,13 +39,17 @@ def read_ops(path):
                             "in": int(d["in"]), "out": int(d["out"]),
                             "f": float(d["fwd"]) / 1e3, "b": float(d["vjp_x"]) / 1e3,
                             "w": float(d["vjp_w"]) / 1e3})
+            elif ln.startswith("partition"):
+                head, rest = ln.split(":")
+                first = [int(v) for v in rest.split()]
+                cuts[int(head.split()[1])] = list(zip(first[:-1], first[1:]))
             elif ln.startswith("update"):
                 t = ln.split()
                 n, ms = int(t[2]), float(t[4])
                 update = ms / 1e3 / n  # seconds per parameter
     for o in ops:
         o["u"] = update * o["params"]
-    return ops
+    return ops, cuts
 
 
 def read_pingpong(path):
@@ -93,8 +98,9 @@ def partition(ops, S):
     return bounds[::-1]
 
 
-def predict(ops, sizes, S, M, lat, bw, batch=BATCH):
-    parts = partition(ops, S)
+def predict(ops, sizes, S, M, lat, bw, batch=BATCH, cuts=None):
+    parts = cuts.get(S) if cuts else None
+    parts = parts or partition(ops, S)
     if parts is None:
         return None
     scale = batch / BATCH
@@ -127,9 +133,9 @@ def main():
         path = os.path.join(raw, f"ops-{net}.txt")
         if not os.path.exists(path):
             continue
-        ops = read_ops(path)
+        ops, cuts = read_ops(path)
         sizes = [ops[0]["in"]] + [o["out"] for o in ops]  # x_0 .. x_T per sample
-        base = predict(ops, sizes, 1, 1, lat, bw)["t"]
+        base = predict(ops, sizes, 1, 1, lat, bw, cuts=cuts)["t"]
         n_p = sum(1 for o in ops if o["params"])
         for S in (1, 2, 4, 8, 16, 32, 64):
             if S > n_p:
@@ -138,7 +144,7 @@ def main():
                 break
             configs = [(BATCH // BLOCK, BATCH)] + ([(4 * S, BLOCK * 4 * S)] if S > 1 else [])
             for M, batch in configs:
-                r = predict(ops, sizes, S, M, lat, bw, batch)
+                r = predict(ops, sizes, S, M, lat, bw, batch, cuts)
                 sp = base * batch / BATCH / r["t"]
                 print(f"| {net} | {S} | {M} | {batch} | {r['t']:.3f} | {sp:.2f} | "
                       f"{sp / S:.0%} | {r['bubble']:.0%} | {r['largest']} "
@@ -146,7 +152,7 @@ def main():
         p = os.path.join(raw, f"pipe-{net}-r2.txt")
         if os.path.exists(p):
             m = re.search(r"step_s=([\d.]+)", open(p).read())
-            r = predict(ops, sizes, 2, 4, lat, bw)
+            r = predict(ops, sizes, 2, 4, lat, bw, cuts=cuts)
             print(f"| {net} | 2 (check) | 4 | 128 | predicted {r['t']:.3f}, measured "
                   f"{float(m.group(1)):.3f} (bench_pipeline, 2 ranks x 1 thread) | | | | |")
 
