@@ -44,6 +44,11 @@ def kv(line):
     return dict(m.groups() for m in re.finditer(r"(\w+)=(\S+)", line))
 
 
+def cpu_pct(text):
+    m = re.search(r"Percent of CPU this job got: (\d+)%", text)
+    return int(m.group(1)) if m else None
+
+
 def maxrss_kb(text):
     m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
     return int(m.group(1)) if m else None
@@ -107,7 +112,8 @@ def mtrain_result(raw, name):
     threads = int(re.search(r"x (\d+) threads", text).group(1))
     need, parts = mtrain_need(text, threads)
     return {"step": statistics.median(dt), "n": len(dt), "warmup": warm, "mflop": mflop,
-            "rss": maxrss_kb(text), "need": need, "parts": parts, "times": dt}
+            "rss": maxrss_kb(text), "need": need, "parts": parts, "times": dt,
+            "cpu": cpu_pct(text)}
 
 
 def torch_result(raw, name):
@@ -121,7 +127,8 @@ def torch_result(raw, name):
         return {"error": text.strip().splitlines()[-1:]}
     d = kv(line)
     return {"step": float(d["median_s"]), "n": int(d["steps"]), "rss": maxrss_kb(text),
-            "need": int(d["need_bytes"]), "base": int(d["base_kb"]), "text": text}
+            "need": int(d["need_bytes"]), "base": int(d["base_kb"]), "text": text,
+            "cpu": cpu_pct(text)}
 
 
 # ---- formatting -------------------------------------------------------------------
@@ -162,9 +169,12 @@ def header(raw, pk):
 def main_table(raw, pk):
     print("\n## Training step, batch 128, float32 (images/s, higher is better)\n")
     print("Step time: median of the timed steps (count in brackets). GFLOP/s = 3 x forward "
-          "FLOPs x batch / step time; % = of the sgemm peak at the same thread count.\n")
-    print("| net | threads | torch img/s | mtrain gd img/s | gd / torch | mtrain penalized "
-          "img/s | penalized / torch | gd GFLOP/s (% peak) | torch GFLOP/s (% peak) |")
+          "FLOPs x batch / step time; % = of the sgemm peak at the same thread count. "
+          "cpu = the process's CPU time over its wall time (/usr/bin/time; 100% = one core, "
+          "whole process including start-up): a 2-thread row far below 200% ran on cores "
+          "shared with other processes.\n")
+    print("| net | threads | torch img/s (cpu) | mtrain gd img/s (cpu) | gd / torch | mtrain "
+          "penalized img/s | penalized / torch | gd GFLOP/s (% peak) | torch GFLOP/s (% peak) |")
     print("|---|---|---|---|---|---|---|---|---|")
     results = {}
     for net in NETS:
@@ -191,8 +201,13 @@ def main_table(raw, pk):
             def pct(x):
                 return f"{fmt(x, '.0f')} ({100 * x / peak:.0f}%)" if x and peak else "-"
 
-            n = lambda r: f" [{r['n']}]" if r and "n" in r else ""  # noqa: E731
-            print(f"| {net} | {t} | {fmt(ips(tr))}{n(tr)} | {fmt(ips(gd))}{n(gd)} | "
+            def n(r):
+                return f" [{r['n']}]" if r and "n" in r else ""
+
+            def c(r):
+                return f" ({r['cpu']}%)" if r and r.get("cpu") is not None else ""
+
+            print(f"| {net} | {t} | {fmt(ips(tr))}{n(tr)}{c(tr)} | {fmt(ips(gd))}{n(gd)}{c(gd)} | "
                   f"{ratio(ips(gd), ips(tr))} | {fmt(ips(pen), '.1f')}{n(pen)} | "
                   f"{ratio(ips(pen), ips(tr))} | {pct(g_gf)} | {pct(t_gf)} |")
     return results
