@@ -31,6 +31,7 @@
  * the core does not hold the others up): no result depends on which
  * thread ran a unit.
  */
+#include <math.h>
 #include <omp.h>
 #include <string.h>
 
@@ -54,7 +55,8 @@ typedef struct {
     /* weights pass: a chunk is `wrows` output rows of one sample (wspc = 1)
      * or wspc whole samples; its columns are ldq floats apart */
     int wrows, wspc, ldq;
-    int dy_rows;      /* weights pass reads dy in place (K < O) */
+    int dy_rows;      /* weights pass: dy rows against col^T panels (K < O) */
+    int lanes;        /* weights pass: VW-lane dot products (few channels) */
 } conv_plan;
 
 /* How one panel's NR columns map to xp and to the batch arrays. */
@@ -93,7 +95,10 @@ static conv_plan make_plan(const mt_conv_geom *g, int out_c)
         pl.wspc *= 2;
     /* + VW: rows of col not a multiple of 4 KiB apart (cache sets) */
     pl.ldq = (int)mt_round_up((size_t)pl.wspc * pl.wrows * g->ow, NR) + VW;
-    pl.dy_rows = pl.K < pl.O;
+    /* lanes where dy^T panels would be half padding and rows are long
+     * (measured: no gain for O = 20 or small images) */
+    pl.lanes = pl.O <= NR / 2 && pl.P >= 256;
+    pl.dy_rows = !pl.lanes && pl.K < pl.O;
     return pl;
 }
 
@@ -594,19 +599,111 @@ static void pack_col_panels(const conv_plan *pl, const float *col, int nq, float
 }
 
 /* Row stride of the weight partials: [kp][op] (col rows) or [op][kn] with
- * kn = K rounded up to panels (dy rows). */
+ * kn = K rounded up to panels (dy rows, lanes). */
 static size_t partial_ld(const conv_plan *pl)
 {
-    return pl->dy_rows ? mt_round_up((size_t)pl->K, NR) : pl->op;
+    return pl->dy_rows || pl->lanes ? mt_round_up((size_t)pl->K, NR) : pl->op;
+}
+
+/* Lane tiles of the weights pass: TO output channels by TK rows of col. */
+enum { TO = 4, TK = 6 };
+
+/* Floats of the lane accumulators [O rounded to TO][K rounded to TK][VW]. */
+static size_t lanes_floats(const conv_plan *pl)
+{
+    return mt_round_up((size_t)pl->O, TO) * mt_round_up((size_t)pl->K, TK) * VW;
 }
 
 /* Per-thread floats of the weights pass: xp, col [kp][ldq], then dy rows
- * [op][ldq] and the packed panels (the larger of dy^T and col^T). */
+ * [op][ldq] and the packed panels (the larger of dy^T and col^T), or the
+ * lane accumulators and a zero row. */
 static size_t weights_floats(const conv_plan *pl)
 {
     size_t xp = mt_round_up(pl->wspc * pl->xsz + SLACK, 16);
     size_t panels = (mt_round_up(pl->op, NR) + mt_round_up(pl->kp, NR)) * pl->ldq;
+    if (pl->lanes)
+        panels = lanes_floats(pl) + pl->ldq;
     return xp + (pl->kp + pl->op) * pl->ldq + panels;
+}
+
+typedef float vlf __attribute__((vector_size(VW * sizeof(float))));
+typedef float vlu __attribute__((vector_size(VW * sizeof(float)), aligned(sizeof(float))));
+
+/* c + a b per lane, one rounding. */
+static inline vlf vfma(vlf a, vlf b, vlf c)
+{
+#if defined(__AVX512F__)
+    return (vlf)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c);
+#elif defined(__AVX2__) && defined(__FMA__)
+    return (vlf)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
+#else
+    for (int l = 0; l < VW; l++)
+        c[l] = fmaf(a[l], b[l], c[l]);
+    return c;
+#endif
+}
+
+/* acc[a][b][l] += sum_v d[a][v VW + l] c[b][v VW + l] for a < TO, b < TK,
+ * v < nv: lane l of every entry is one FMA chain over the columns = l mod
+ * VW, in order. */
+static void lanes_tile(int nv, const float *const *d, const float *const *c, float *acc)
+{
+    vlf s[TO][TK];
+
+    for (int a = 0; a < TO; a++)
+        for (int b = 0; b < TK; b++)
+            s[a][b] = *(const vlu *)(acc + (a * TK + b) * VW);
+    for (int v = 0; v < nv; v++) {
+        vlf dv[TO];
+        for (int a = 0; a < TO; a++)
+            dv[a] = *(const vlu *)(d[a] + v * VW);
+        for (int b = 0; b < TK; b++) {
+            vlf cv = *(const vlu *)(c[b] + v * VW);
+            for (int a = 0; a < TO; a++)
+                s[a][b] = vfma(dv[a], cv, s[a][b]);
+        }
+    }
+    for (int a = 0; a < TO; a++)
+        for (int b = 0; b < TK; b++)
+            *(vlu *)(acc + (a * TK + b) * VW) = s[a][b];
+}
+
+/* The chunk's lane partials: rows of dyb [O] and col [K] (ldq apart, zero
+ * from nq to the next multiple of VW); rows past O or K read `zero`. */
+static void lanes_chunk(const conv_plan *pl, int nq, const float *dyb, const float *col,
+                        const float *zero, float *acc)
+{
+    int ot = (int)mt_round_up((size_t)pl->O, TO), kt = (int)mt_round_up((size_t)pl->K, TK);
+    int nv = (nq + VW - 1) / VW;
+
+    for (int k0 = 0; k0 < kt; k0 += TK)
+        for (int o0 = 0; o0 < ot; o0 += TO) {
+            const float *d[TO], *c[TK];
+            for (int a = 0; a < TO; a++)
+                d[a] = o0 + a < pl->O ? dyb + (size_t)(o0 + a) * pl->ldq : zero;
+            for (int b = 0; b < TK; b++)
+                c[b] = k0 + b < pl->K ? col + (size_t)(k0 + b) * pl->ldq : zero;
+            lanes_tile(nv, d, c, acc + ((size_t)o0 * kt + (size_t)k0 * TO) * VW);
+        }
+}
+
+/* pt[o][k] = the VW lanes of acc added in a fixed tree. */
+static void lanes_reduce(const conv_plan *pl, const float *acc, float *pt)
+{
+    int kt = (int)mt_round_up((size_t)pl->K, TK);
+    size_t ld = partial_ld(pl);
+
+    for (int o = 0; o < pl->O; o++)
+        for (int k = 0; k < pl->K; k++) {
+            const float *t = acc + ((size_t)(o / TO * TO) * kt + (size_t)(k / TK * TK) * TO +
+                                    (size_t)(o % TO) * TK + k % TK) * VW;
+            float l[VW];
+            memcpy(l, t, sizeof l);
+            for (int w = VW / 2; w >= 1; w /= 2)
+                for (int i = 0; i < w; i++)
+                    l[i] += l[i + w];
+            pt[(size_t)o * ld + k] = l[0];
+        }
 }
 
 /* The chunk's contribution to the weight partials pt, tile by tile; the
@@ -622,6 +719,21 @@ static void weights_chunk(const conv_plan *pl, const conv_chunk *ch, const float
     size_t n_groups = ((size_t)pl->K + MR - 1) / MR, n_panels = pl->op / NR;
 
     chunk_col(pl, ch, xp, col);
+    if (pl->lanes) {
+        size_t tail = mt_round_up(nq, VW) - nq;
+        float *acc = bp, *zero = acc + lanes_floats(pl);
+        chunk_dy_rows(pl, ch, dy, dyb);
+        for (int k = 0; k < pl->K; k++)
+            memset(col + (size_t)k * pl->ldq + nq, 0, sizeof(float) * tail);
+        for (int o = 0; o < pl->O; o++)
+            memset(dyb + (size_t)o * pl->ldq + nq, 0, sizeof(float) * tail);
+        memset(zero, 0, sizeof(float) * pl->ldq);
+        if (first)
+            memset(acc, 0, sizeof(float) * lanes_floats(pl));
+        lanes_chunk(pl, ch->nq, dyb, col, zero, acc);
+        (void)pt;
+        return;
+    }
     if (pl->dy_rows) {
         chunk_dy_rows(pl, ch, dy, dyb);
         pack_col_panels(pl, col, ch->nq, bp);
@@ -650,6 +762,8 @@ static void weights_block(const conv_plan *pl, int a, int b, const float *x, con
             fill_padded(pl, x + in_sz * ch.i0, ch.ns, xp);
         weights_chunk(pl, &ch, xp, dy, rest, c == 0, pt);
     }
+    if (pl->lanes)
+        lanes_reduce(pl, rest + (pl->kp + pl->op) * pl->ldq, pt);
     for (int o = 0; o < pl->O; o++)
         pb[o] = 0.0;
     for (int i = a; i < b; i++)
@@ -681,7 +795,8 @@ mt_status mt_conv_backward_weights(const mt_conv_geom *g, int out_c, int n, cons
     }
 
     /* Block partials added in block order (transposed back if need be). */
-    size_t ld = partial_ld(&pl), so = pl.dy_rows ? ld : 1, sk = pl.dy_rows ? 1 : ld;
+    size_t ld = partial_ld(&pl), so = pl.dy_rows || pl.lanes ? ld : 1;
+    size_t sk = pl.dy_rows || pl.lanes ? 1 : ld;
 #pragma omp parallel for schedule(static)
     for (int o = 0; o < pl.O; o++)
         for (int kk = 0; kk < pl.K; kk++) {
