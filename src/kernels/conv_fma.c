@@ -51,6 +51,7 @@ typedef struct {
     size_t xsz;       /* c hp wp: one padded sample */
     int spc;          /* samples per unit of the forward and data passes */
     size_t kp, op;    /* K and O rounded up to whole row groups and panels */
+    int fmr;          /* rows per group of the forward pass: MR or MR_SMALL */
     int *off;         /* [K] offsets off(k), in the workspace */
     /* weights pass: a chunk is `wrows` output rows of one sample (wspc = 1)
      * or wspc whole samples; its columns are ldq floats apart */
@@ -88,6 +89,9 @@ static conv_plan make_plan(const mt_conv_geom *g, int out_c)
         pl.spc *= 2;
     pl.kp = mt_round_up(mt_round_up((size_t)pl.K, MR), step);
     pl.op = mt_round_up(mt_round_up((size_t)pl.O, MR), step);
+    pl.fmr = mt_round_up((size_t)pl.O, MT_FMA_MR_SMALL) < mt_round_up((size_t)pl.O, MR)
+                 ? MT_FMA_MR_SMALL
+                 : MR;
     pl.wrows = mt_conv_chunk_rows(g);
     pl.wspc = 1;
     while (pl.wrows == g->oh && pl.wspc < MT_BLOCK &&
@@ -317,7 +321,7 @@ static void forward_unit(const conv_plan *pl, const float *apw, const float *bia
 {
     size_t in_sz = (size_t)pl->g->c * pl->g->h * pl->g->w;
     float *bp = buf, *ct = bp + (size_t)KC * NR, *xp = ct + pl->op * NR;
-    int n_panels = (ns * pl->P + NR - 1) / NR, ng = (pl->O + MR - 1) / MR;
+    int n_panels = (ns * pl->P + NR - 1) / NR, mr = pl->fmr, ng = (pl->O + mr - 1) / mr;
     panel_map m;
 
     fill_padded(pl, x + in_sz * i0, ns, xp);
@@ -326,9 +330,14 @@ static void forward_unit(const conv_plan *pl, const float *apw, const float *bia
         for (int k0 = 0; k0 < pl->K; k0 += KC) {
             int kc = pl->K - k0 < KC ? pl->K - k0 : KC;
             pack_panel(pl, &m, xp, k0, k0 + kc, bp);
-            for (int gr = 0; gr < ng; gr++)
-                mt_fma_kernel_ab(kc, apw + ((size_t)gr * pl->K + k0) * MR, bp, NR,
-                                 ct + (size_t)gr * MR * NR, NR, k0 == 0);
+            for (int gr = 0; gr < ng; gr++) {
+                const float *ag = apw + ((size_t)gr * pl->K + k0) * mr;
+                float *cg = ct + (size_t)gr * mr * NR;
+                if (mr == MR)
+                    mt_fma_kernel_ab(kc, ag, bp, NR, cg, NR, k0 == 0);
+                else
+                    mt_fma_kernel_ab_small(kc, ag, bp, NR, cg, NR, k0 == 0);
+            }
         }
         store_panel(pl, &m, ct, bias, y);
     }
@@ -371,7 +380,7 @@ mt_status mt_conv_forward(const mt_conv_geom *g, int out_c, const float *w, cons
     if (n <= 0)
         return MT_OK;
     MT_CHECK(reserve(&pl, pl.op * pl.K, per, ws, &apw, &bufs));
-    mt_fma_pack(pl.O, pl.K, w, (size_t)pl.K, 1, apw);
+    mt_fma_pack_rows(pl.fmr, pl.O, pl.K, w, (size_t)pl.K, 1, apw);
 
 #pragma omp parallel for schedule(dynamic)
     for (int u = 0; u < n_units; u++) {

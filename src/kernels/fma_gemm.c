@@ -70,41 +70,61 @@ void mt_fma_kernel_rows(int K, const float *a, size_t lda, const float *bp, floa
     }
 }
 
-void mt_fma_kernel_ab(int kc, const float *ap, const float *b, size_t ldb, float *c, size_t ldc,
-                      int first)
+/* The kernel for mr rows (a constant at each call site below, so the loops
+ * over r unroll into registers). */
+static inline __attribute__((always_inline)) void kernel_ab(const int mr, int kc, const float *ap,
+                                                            const float *b, size_t ldb, float *c,
+                                                            size_t ldc, int first)
 {
     vf acc[MR][2];
 
-    for (int r = 0; r < MR; r++) {
+    for (int r = 0; r < mr; r++) {
         acc[r][0] = first ? (vf){0} : (vf)(*(const vfu *)(c + r * ldc));
         acc[r][1] = first ? (vf){0} : (vf)(*(const vfu *)(c + r * ldc + VW));
     }
     for (int k = 0; k < kc; k++) {
         vf b0 = *(const vfu *)(b + k * ldb), b1 = *(const vfu *)(b + k * ldb + VW);
-        for (int r = 0; r < MR; r++) {
-            float s = ap[k * MR + r];
+        for (int r = 0; r < mr; r++) {
+            float s = ap[k * mr + r];
             acc[r][0] = fma_bcast(s, b0, acc[r][0]);
             acc[r][1] = fma_bcast(s, b1, acc[r][1]);
         }
     }
-    for (int r = 0; r < MR; r++) {
+    for (int r = 0; r < mr; r++) {
         *(vfu *)(c + r * ldc) = acc[r][0];
         *(vfu *)(c + r * ldc + VW) = acc[r][1];
     }
 }
 
-void mt_fma_pack(int rows, int K, const float *a, size_t rs, size_t cs, float *ap)
+void mt_fma_kernel_ab(int kc, const float *ap, const float *b, size_t ldb, float *c, size_t ldc,
+                      int first)
 {
-    int ng = (rows + MR - 1) / MR;
+    kernel_ab(MR, kc, ap, b, ldb, c, ldc, first);
+}
+
+void mt_fma_kernel_ab_small(int kc, const float *ap, const float *b, size_t ldb, float *c,
+                            size_t ldc, int first)
+{
+    kernel_ab(MT_FMA_MR_SMALL, kc, ap, b, ldb, c, ldc, first);
+}
+
+void mt_fma_pack_rows(int mr, int rows, int K, const float *a, size_t rs, size_t cs, float *ap)
+{
+    int ng = (rows + mr - 1) / mr;
 
     for (int g = 0; g < ng; g++) {
-        float *dst = ap + (size_t)g * K * MR;
-        for (int r = 0; r < MR; r++) {
-            int i = g * MR + r;
+        float *dst = ap + (size_t)g * K * mr;
+        for (int r = 0; r < mr; r++) {
+            int i = g * mr + r;
             for (int k = 0; k < K; k++)
-                dst[(size_t)k * MR + r] = i < rows ? a[(size_t)i * rs + k * cs] : 0.0f;
+                dst[(size_t)k * mr + r] = i < rows ? a[(size_t)i * rs + k * cs] : 0.0f;
         }
     }
+}
+
+void mt_fma_pack(int rows, int K, const float *a, size_t rs, size_t cs, float *ap)
+{
+    mt_fma_pack_rows(MR, rows, K, a, rs, cs, ap);
 }
 
 /* Zero rows [0, rows) x [0, n) of c (the k == 0 product). */
