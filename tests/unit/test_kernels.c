@@ -387,14 +387,16 @@ static void test_pooling_2x2_exact(void)
 /* A sample's convolution outputs and input gradient do not depend on the
  * batch around it: sample 5 of a 37-sample batch equals the same sample run
  * alone, bit for bit, and 1 thread equals 2 (geometries with small samples
- * grouped into units, stride 2, and large samples in panels). */
+ * grouped into units, stride 2, large samples in panels, and the input
+ * gradient computed as a convolution of dy). */
 static void test_conv_sample_independent(void)
 {
     static const int cases[][6] = {/* c, h, k, stride, pad, out */
                                    {8, 8, 3, 1, 0, 7},
                                    {5, 16, 3, 2, 1, 13},
                                    {3, 32, 5, 1, 2, 16},
-                                   {4, 9, 2, 2, 0, 3}};
+                                   {4, 9, 2, 2, 0, 3},
+                                   {9, 12, 3, 1, 1, 5}}; /* dx as a convolution of dy */
     for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
         const int *cs = cases[t];
         mt_conv_geom g;
