@@ -13,20 +13,26 @@
  *   forward  per panel of NR positions: the panel col[K][NR] is packed
  *            straight from xp (runs of VW positions are one contiguous or
  *            stride-2 load, else a gather), then y[:, panel] = W col + b
- *   data     per panel: dcol[K][NR] = W^T dy[:, panel], added into a zero-
- *            bordered dx buffer at base(q) + off(k); the border is dropped
+ *   data     stride-1 layers with as many inputs as outputs: dx is the
+ *            forward pass of dy (zero-padded by k - 1 - pad) with the
+ *            flipped, transposed kernel; others, per panel: dcol[K][NR] =
+ *            W^T dy[:, panel], added into a zero-bordered dx buffer at
+ *            base(q) + off(k) (the border is dropped)
  *   weights  per block of MT_BLOCK samples, chunk by chunk of positions:
  *            dW^T += col dy^T with col's rows read in place (or dW += dy
  *            col^T when K < O); blocks are added in order in double
  *
  * Order of every sum, fixed by the geometry (and n for the weights only):
- * y and dcol entries are single FMA chains over k (resp. o) in order; a dx
- * entry receives its terms panel by panel, k by k, column by column, where
- * panels never straddle two samples, or (samples smaller than a panel,
- * grouped `spc` to a unit) sample by sample from a whole-unit dcol, k by k,
- * position by position; a weight-gradient entry is one chain over the
- * block's samples and positions in order. So a sample's outputs depend only
- * on its own data, whatever the batch, its split or the thread count.
+ * y and dcol entries are single FMA chains over k (resp. o) in order, and
+ * so is a dx entry of the first kind of data pass (over o, ki, kj); else a
+ * dx entry receives its terms panel by panel, k by k, column by column,
+ * where panels never straddle two samples, or (samples smaller than a
+ * panel, grouped `spc` to a unit) sample by sample from a whole-unit dcol,
+ * k by k, position by position; a weight-gradient entry is one chain over
+ * the block's samples and positions in order (with few output channels: VW
+ * chains, one per column index mod VW, added in a fixed tree at the end).
+ * So a sample's outputs depend only on its own data, whatever the batch,
+ * its split or the thread count.
  * Units go to threads dynamically (a thread slowed by another process on
  * the core does not hold the others up): no result depends on which
  * thread ran a unit.
