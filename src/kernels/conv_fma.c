@@ -794,8 +794,10 @@ static void weights_chunk(const conv_plan *pl, const conv_chunk *ch, const float
     } else {
         pack_dy_panels(pl, ch, dy, bp);
     }
-    for (size_t gr = 0; gr < n_groups; gr++)
-        for (size_t p = 0; p < n_panels; p++)
+    /* panel outer: its nq x NR floats stay in L1 while the row groups
+     * stream past */
+    for (size_t p = 0; p < n_panels; p++)
+        for (size_t gr = 0; gr < n_groups; gr++)
             mt_fma_kernel_rows(ch->nq, rows + gr * MR * pl->ldq, (size_t)pl->ldq, bp + p * nq * NR,
                                pt + gr * MR * ld + p * NR, ld, first);
 }
