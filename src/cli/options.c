@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/control.h"
 #include "cli/options.h"
 
 typedef enum { OPT_FLAG, OPT_LONG, OPT_DOUBLE, OPT_STRING, OPT_CHOICE } opt_type;
@@ -47,8 +48,8 @@ static const opt_row rows[] = {
     {"sigma-schedule", OPT_CHOICE, F(schedule_name), 0, 0, 0, "const|geometric",
      "sigma per op: constant, or sigma^(T-t+1) for op t of T"},
     {"weight-decay", OPT_DOUBLE, P(oracle.wd), 0, 1, 0, NULL, "weight decay wd >= 0"},
-    {"optim", OPT_CHOICE, F(optim_name), 0, 0, 0, "plain|sgd|adam", "optimiser"},
-    {"lr", OPT_DOUBLE, P(optim.lr), 0, 1e6, 1, NULL, "learning rate > 0 (sgd, adam)"},
+    {"optim", OPT_CHOICE, F(optim_name), 0, 0, 0, "plain|sgd|adam", "optimiser (plain: w -= lr g)"},
+    {"lr", OPT_DOUBLE, P(optim.lr), 0, 1e6, 1, NULL, "learning rate > 0 (sgd, adam; plain: default 1)"},
     {"momentum", OPT_DOUBLE, P(optim.momentum), 0, 0.999999, 0, NULL, "sgd momentum in [0,1)"},
     {"nesterov", OPT_FLAG, P(optim.nesterov), 0, 0, 0, NULL, "Nesterov momentum (sgd)"},
     {"batch", OPT_LONG, P(batch), 1, 8192, 0, NULL, "mini-batch size"},
@@ -67,6 +68,11 @@ static const opt_row rows[] = {
     {"resume", OPT_STRING, F(resume), 0, 0, 0, NULL, "checkpoint file to continue from"},
     {"log-every", OPT_LONG, F(log_every), 1, 1e9, 0, NULL, "progress line period in steps"},
     {"run-dir", OPT_STRING, F(run_dir), 0, 0, 0, NULL, "directory for metrics.csv"},
+    {"task", OPT_CHOICE, F(task), 0, 0, 0, "pendulum", MT_CONTROL_TASK_HELP},
+    {"horizon", OPT_LONG, F(horizon), 1, MT_PENDULUM_MAX_HORIZON, 0, NULL,
+     "control task: time steps T (default 50); at least the number of ranks"},
+    {"iterations", OPT_LONG, F(iterations), 1, 1e9, 0, NULL,
+     "control task: optimiser steps (default 300)"},
     {"help", OPT_FLAG, F(help), 0, 0, 0, NULL, "print this help and exit"},
     {"version", OPT_FLAG, F(version), 0, 0, 0, NULL, "print the version and exit"},
 };
@@ -107,7 +113,7 @@ static void *field(mt_options *o, const opt_row *r) { return (char *)o + r->offs
 static size_t field_cap(const opt_row *r)
 {
     if (r->offset == F(net) || r->offset == F(oracle_name) || r->offset == F(optim_name) ||
-        r->offset == F(dataset_name) || r->offset == F(schedule_name))
+        r->offset == F(dataset_name) || r->offset == F(schedule_name) || r->offset == F(task))
         return 16;
     return r->offset == F(inner_text) ? sizeof(((mt_options *)0)->inner_text) : 1024;
 }
@@ -194,6 +200,8 @@ static int given(const mt_options *o, const char *name)
     return 0;
 }
 
+int mt_options_given(const mt_options *o, const char *name) { return given(o, name); }
+
 /* Defaults that depend on the oracle, for the options not given:
  *   penalized  sigma = batch (lambda_T is then the per-sample gradient step),
  *              kappa = 0.1, gamma = 10 (gamma kappa = 1: the weight step is
@@ -229,6 +237,8 @@ static mt_status finish(mt_options *o, char *err, size_t cap)
 {
     mt_oracle_config *oc = &o->pipe.oracle;
 
+    if (o->task[0])
+        mt_control_preset(o);
     if (mt_oracle_parse(o->oracle_name, &oc->kind) != MT_OK ||
         (o->inner_text[0] && mt_inner_parse_rules(o->inner_text, oc) != MT_OK)) {
         snprintf(err, cap, "%s", mt_error_message());
@@ -244,7 +254,9 @@ static mt_status finish(mt_options *o, char *err, size_t cap)
     o->dataset = strcmp(o->dataset_name, "cifar10") == 0 ? MT_DATASET_CIFAR10
                  : strcmp(o->dataset_name, "mnist") == 0 ? MT_DATASET_MNIST
                                                       : MT_DATASET_AUTO;
-    return MT_OK;
+    if (o->pipe.optim.kind == MT_OPTIM_PLAIN && !given(o, "lr"))
+        o->pipe.optim.lr = 1.0;
+    return mt_control_finish(o, err, cap);
 }
 
 mt_status mt_options_parse(int argc, char **argv, mt_options *o, char *err, size_t err_cap)

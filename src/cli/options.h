@@ -39,11 +39,17 @@ typedef struct {
     char oracle_name[16], optim_name[16], inner_text[256], dataset_name[16];
     char schedule_name[16];
     unsigned char given[64];   /* per option row: set on the command line */
+    /* control tasks (cli/control.c); task "" = train a net */
+    char task[16];
+    long horizon;              /* T, time steps */
+    long iterations;           /* optimiser steps */
 } mt_options;
 
 /* Fill `o` from argv. On a bad option, writes one line into err and returns
  * MT_ERR_ARG. Never prints. */
 mt_status mt_options_parse(int argc, char **argv, mt_options *o, char *err, size_t err_cap);
+/* 1 when the option `name` (without dashes) was on the command line. */
+int mt_options_given(const mt_options *o, const char *name);
 /* The --help text. */
 void mt_options_usage(FILE *out);
 /* One line per effective setting, for the start of the log and checkpoints. */

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli/control.h"
 #include "cli/report.h"
 #include "cli/run.h"
 #include "cli/snapshot.h"
@@ -280,6 +281,8 @@ int mt_run(MPI_Comm comm, mt_options *o)
     char dir[1024] = "";
     int code;
 
+    if (o->task[0]) /* a control task: no data set, its own loop */
+        return mt_control_run(comm, o);
     c.comm = comm;
     c.o = o;
     MPI_Comm_rank(comm, &c.rank);
