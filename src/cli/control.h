@@ -14,16 +14,17 @@
 /* The --task help line: the task and its per-oracle defaults. */
 #define MT_CONTROL_TASK_HELP                                                               \
     "control task instead of a net: the pendulum swing-up of ALGORITHMS.md section 8,\n" \
-    "      one op per time step, controls start at 0, full batch. With --task the\n"     \
-    "      defaults become: --oracle gd, --optim plain, --weight-decay 0, and per\n"     \
-    "      oracle (paper, section 8, or a grid search, see README):\n"                    \
-    "        gd         --lr 1 for T <= 50, 0.25 for T > 50 (the paper's GD steps)\n"     \
-    "        moreau     --sigma 0.5 --gamma 128 (the paper's M-GD)\n"                     \
-    "        penalized  --kappa 1 --sigma 1 --gamma 0.5 for T <= 50, 0.125 for T > 50\n"  \
-    "        dtp        --sigma 1 --dtp-rho 0.1 --gamma as gd's --lr\n"                   \
+    "      one op per time step, controls start at 0, one sample. With --task the\n"       \
+    "      defaults become --oracle gd, --optim plain, --weight-decay 0, --threads 1\n"   \
+    "      and, per oracle (grid searches, README \"Nonlinear control\"):\n"                \
+    "        gd         --lr 0.25 d^(50-T), at most 1, d = 1.0971 (0.25 for T = 50,\n"      \
+    "                   0.0024 for T = 100; the paper's 1 and 0.25 diverge here)\n"        \
+    "        moreau     --sigma 0.5 --gamma 128 (the paper's M-GD)\n"                      \
+    "        penalized  --kappa 4 --sigma 4 --gamma 8\n"                                   \
+    "        dtp        --sigma 1 --dtp-rho 0.3 --gamma 64\n"                              \
     "        proxprop   --prox-tau as gd's --lr, --lr 1\n"                                 \
-    "      inner solver: closed (exact Newton); --inner pendulum=qn for the paper's"      \
-    "\n      quasi-Newton. Writes <run-dir>/metrics.csv (iteration,cost,...);\n"          \
+    "      inner solver: closed (exact); --inner pendulum=qn for the paper's\n"          \
+    "      quasi-Newton. Writes <run-dir>/metrics.csv (iteration,cost,...);\n"           \
     "      checkpoints only with --checkpoint-every N"
 
 /* Before the options are mapped onto enums: a task trains with --oracle gd
