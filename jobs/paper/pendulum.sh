@@ -3,10 +3,11 @@
 # (ALGORITHMS.md section 8; the paper's Fig. 2 and the grid searches of its
 # appendix D.2) with mtrain --task pendulum, for horizons T = 50 and 100:
 #   1. grid searches on powers of 2: the GD step (--oracle gd --lr), M-GD's
-#      gamma (--oracle moreau --sigma 0.5), and (sigma, gamma) of penalized
-#      (--kappa 1); the best value is the one whose cost first stays below
-#      1e-2 earliest, ties and runs that never get there ranked by the final
-#      cost; diverged runs (exit 1, non-finite cost) rank last;
+#      gamma (--oracle moreau --sigma 0.5), and (kappa, sigma, gamma) of
+#      penalized (kappa 1 or 4). The best value is the one whose cost stays
+#      below 1e-2 from the earliest iteration on; ties, and runs that never
+#      get there, are ranked by the final cost; diverged runs (exit 1, a
+#      non-finite cost) rank last;
 #   2. the comparison: GD with the paper's steps (1 for T = 50, 0.25 for
 #      T = 100) and with the grid's best step, M-GD with the paper's
 #      sigma 0.5, gamma 2^7 and with the grid's best gamma, and penalized with
@@ -16,7 +17,8 @@
 # Usage: jobs/paper/pendulum.sh [OUTPUT_DIR]   (default runs/paper-pendulum)
 # Environment: ITERATIONS (default 300), MTRAIN_RANKS (ranks per run,
 # default 1), MTRAIN_JOBS (runs at once, default 2). About 2 minutes on
-# 2 cores. Builds mtrain and installs gnuplot (gnuplot-nox) if needed.
+# 2 cores (154 grid runs, 10 comparison runs). Builds mtrain, and installs
+# gnuplot (gnuplot-nox) through jobs/setup.sh, if needed.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$here"
@@ -83,10 +85,12 @@ for T in 50 100; do
         run "$out/grid/T$T/moreau/$k" --horizon "$T" --oracle moreau --sigma 0.5 \
             --gamma "$(pow2 "$k")"
     done
-    for ks in $(seq 2 6); do
-        for kg in $(seq 2 6); do
-            run "$out/grid/T$T/penalized/$ks:$kg" --horizon "$T" --oracle penalized \
-                --kappa 1 --sigma "$(pow2 "$ks")" --gamma "$(pow2 "$kg")"
+    for kk in 0 2; do
+        for ks in $(seq 2 6); do
+            for kg in $(seq 2 6); do
+                run "$out/grid/T$T/penalized/$kk:$ks:$kg" --horizon "$T" --oracle penalized \
+                    --kappa "$(pow2 "$kk")" --sigma "$(pow2 "$ks")" --gamma "$(pow2 "$kg")"
+            done
         done
     done
 done
@@ -123,10 +127,10 @@ for T in 50 100; do
         --gamma "$(pow2 "$k_m")"
     run "$out/compare/T$T/penalized" --horizon "$T" --oracle penalized
     label[T$T/gd-paper]="GD, paper's step $paper_lr"
-    label[T$T/gd-grid]="GD, grid's step 2^$k_gd"
+    label[T$T/gd-grid]="GD, grid's step 2^{$k_gd}"
     label[T$T/moreau-paper]="M-GD, paper's sigma 0.5, gamma 2^7"
-    label[T$T/moreau-grid]="M-GD, sigma 0.5, grid's gamma 2^$k_m"
-    label[T$T/penalized]="penalized (defaults)"
+    label[T$T/moreau-grid]="M-GD, sigma 0.5, grid's gamma 2^{$k_m}"
+    label[T$T/penalized]="penalized, defaults: kappa 4, sigma 4, gamma 8"
 done
 wait
 methods=(gd-paper gd-grid moreau-paper moreau-grid penalized)
@@ -143,7 +147,7 @@ done
     echo "set terminal png size 1400,560 font ',11'"
     echo "set output '$out/pendulum.png'"
     echo "set multiplot layout 1,2 title 'Pendulum swing-up: cost h(x_T) against iterations'"
-    echo "set logscale y; set format y '10^{%T}'; set yrange [1e-14:1e6]"
+    echo "set logscale y; set format y '10^{%T}'; set yrange [1e-15:1e6]"
     echo "set xlabel 'iteration'; set ylabel 'cost'; set grid; set key top right"
     for T in 50 100; do
         echo "set title 'horizon T = $T'"
@@ -166,7 +170,8 @@ gnuplot "$out/pendulum.gp"
     for T in 50 100; do
         for m in "${methods[@]}"; do
             read -r _ c10 c50 c100 cN first settle <<<"$(summary "$out/compare/T$T/$m")"
-            echo "| $T | ${label[T$T/$m]} | $c10 | $c50 | $c100 | $cN | $first | $settle |"
+            echo "| $T | ${label[T$T/$m]} | $c10 | $c50 | $c100 | $cN | $first | $settle |" |
+                tr -d '{}'
         done
     done
     echo
@@ -178,7 +183,7 @@ gnuplot "$out/pendulum.gp"
     for T in 50 100; do
         echo "| $T | GD step | 2^$(best "$T" gd) | $([ "$T" = 50 ] && echo '2^0' || echo '2^-2') |"
         echo "| $T | M-GD gamma (sigma 0.5) | 2^$(best "$T" moreau) | 2^7 |"
-        echo "| $T | penalized, kappa 1: log2 sigma:log2 gamma | $(best "$T" penalized) | - |"
+        echo "| $T | penalized, log2 of kappa:sigma:gamma | $(best "$T" penalized) | - |"
     done
 } >"$out/summary.md"
 
