@@ -106,7 +106,7 @@ static void task_defaults(mt_options *o)
 mt_status mt_control_finish(mt_options *o, char *err, size_t cap)
 {
     static const char *const net_only[] = {"net", "dataset", "data", "batch", "micro-batches",
-                                           "epochs", "steps", "eval-every"};
+                                           "epochs", "steps", "eval-every", "granularity"};
     static const char *const task_only[] = {"horizon", "iterations"};
 
     if (!o->task[0]) {
