@@ -79,7 +79,9 @@ mt_status mt_checkpoint_write(MPI_Comm comm, const char *path, const mt_ckpt_sta
  * attributes are all checked before any buffer is written, so a format
  * error in the metadata leaves the buffers and st->attrs as they were (an
  * I/O error or a CRC mismatch while reading data may leave some owner
- * buffers filled; st->attrs is only filled on success). */
+ * buffers filled; st->attrs is only filled on success). A read of
+ * attributes alone (n_tensors = 0) does not require the completeness marker,
+ * so that a caller can look at a version attribute first. */
 mt_status mt_checkpoint_read(MPI_Comm comm, const char *path, mt_ckpt_state *st);
 
 /* The attribute called `name` in st->attrs, or NULL. Local, no MPI. */
