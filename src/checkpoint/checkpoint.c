@@ -57,10 +57,25 @@ static mt_status write_owned(int rank, const char *tmp, const mt_ckpt_state *st,
         const mt_ckpt_tensor *t = &st->tensors[i];
         if (t->owner != rank)
             continue;
-        if (H5Dwrite(dsets[i], H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, t->data) < 0)
-            return MT_CKPT_H5_FAIL(MT_ERR_IO, tmp, "cannot write dataset %s", t->name);
+        if (H5Dwrite(dsets[i], H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, t->data) < 0) {
+            char room[MT_CKPT_PATH_MAX + 64];
+            mt_ckpt_fs_free_note(tmp, room, sizeof room);
+            return MT_CKPT_H5_FAIL(MT_ERR_IO, tmp, "cannot write dataset %s%s", t->name, room);
+        }
     }
     return MT_OK;
+}
+
+/* A generous bound on the metadata HDF5 writes when closing the file:
+ * object headers, group indexes and attributes (measured: ~1 KiB per
+ * dataset and the attribute text). */
+static size_t metadata_bytes(const mt_ckpt_state *st)
+{
+    size_t n = 256 * 1024 + 4096 * (size_t)st->n_tensors;
+
+    for (int i = 0; i < st->n_attrs; i++)
+        n += 512 + (st->attrs[i].is_string ? 2 * strlen(st->attrs[i].text) : 8);
+    return n;
 }
 
 /* Collective: the whole of path.tmp, closed; the same status on every rank. */
@@ -83,6 +98,14 @@ static mt_status write_tmp(MPI_Comm comm, int rank, const char *tmp, const mt_ck
      * node wrote them before rank 0 makes the file visible. */
     if (status == MT_OK && H5Fflush(file, H5F_SCOPE_GLOBAL) < 0)
         status = MT_CKPT_H5_FAIL(MT_ERR_IO, tmp, "cannot flush the file");
+    status = mt_ckpt_agree(comm, status);
+
+    /* The close writes the metadata. Were that to fail (a full disk), HDF5
+     * 1.10 would keep a half-closed file that crashes it at MPI_Finalize, and
+     * a rank-local failure inside the collective close could hang the
+     * others: the reserve is freed now to give the close its room, and a
+     * failed file, lost anyway, is emptied too. */
+    mt_ckpt_fs_make_room(comm, rank, tmp, status != MT_OK);
 
     closed = dsets ? mt_ckpt_h5_close(tmp, file, dsets, st->n_tensors) : MT_OK;
     free(dsets);
@@ -102,6 +125,10 @@ mt_status mt_checkpoint_write(MPI_Comm comm, const char *path, const mt_ckpt_sta
 
     /* A missing directory is one clear message rather than an MPI-IO one. */
     MT_CHECK(mt_ckpt_agree(comm, rank == 0 ? mt_ckpt_fs_check_target(path) : MT_OK));
+
+    /* Room for the metadata, taken before HDF5 writes anything (see
+     * write_tmp); a disk too full for it fails here, cleanly. */
+    MT_CHECK(mt_ckpt_agree(comm, rank == 0 ? mt_ckpt_fs_reserve(tmp, metadata_bytes(st)) : MT_OK));
 
     status = write_tmp(comm, rank, tmp, st);
     if (rank == 0 && status == MT_OK)

@@ -91,6 +91,16 @@ mt_status mt_ckpt_fs_check_target(const char *path);
 mt_status mt_ckpt_fs_probe(const char *path);
 /* fsync tmp, rename it over path, fsync the directory. */
 mt_status mt_ckpt_fs_publish(const char *tmp, const char *path);
+/* "; <dir> has N KiB free" for the directory of `path` ("" if unknown). */
+void mt_ckpt_fs_free_note(const char *path, char *out, size_t cap);
+/* Allocate n_bytes on disk in "<tmp>.reserve" (posix_fallocate), so that
+ * a full disk fails here rather than in HDF5's close (MT_ERR_IO naming the
+ * free space). */
+mt_status mt_ckpt_fs_reserve(const char *tmp, size_t n_bytes);
+/* Collective. Rank 0 frees the reserve of tmp and, when `failed`, truncates
+ * tmp (a failed, still open file) to 0 bytes, so that the close can write
+ * its metadata on a full disk; all ranks wait for it. */
+void mt_ckpt_fs_make_room(MPI_Comm comm, int rank, const char *tmp, int failed);
 /* Remove tmp if present (failures are ignored: this runs on error paths). */
 void mt_ckpt_fs_discard(const char *tmp);
 
