@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
+#include "cli/boundary.h"
 #include "cli/report.h"
 #include "cli/snapshot.h"
 
@@ -52,16 +54,34 @@ mt_status mt_snapshot_model_text(const mt_model *m, char *buf, size_t cap)
     return MT_OK;
 }
 
-/* A digest of every attribute before A_DIGEST, names and values. */
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(((const mt_ckpt_attr *)a)->name, ((const mt_ckpt_attr *)b)->name);
+}
+
+/* CRC-32 of "name=value\n" for every attribute before A_DIGEST, in name
+ * order (integers in decimal): a reader can check it in a few lines of
+ * Python (tests/corpus/make-ckpt-corpus.py does). */
 static int64_t attrs_digest(const mt_ckpt_attr *attrs)
 {
-    uint64_t h = mt_hash_str("mtrain checkpoint attributes");
+    mt_ckpt_attr sorted[A_DIGEST];
+    char num[32];
+    uLong crc = crc32(0L, Z_NULL, 0);
 
+    memcpy(sorted, attrs, sizeof sorted);
+    qsort(sorted, A_DIGEST, sizeof sorted[0], by_name);
     for (int i = 0; i < A_DIGEST; i++) {
-        h = mt_hash2(h, mt_hash_str(attrs[i].name));
-        h = mt_hash2(h, attrs[i].is_string ? mt_hash_str(attrs[i].text) : (uint64_t)attrs[i].value);
+        const char *value = sorted[i].text;
+        if (!sorted[i].is_string) {
+            snprintf(num, sizeof num, "%lld", (long long)sorted[i].value);
+            value = num;
+        }
+        crc = crc32(crc, (const Bytef *)sorted[i].name, (uInt)strlen(sorted[i].name));
+        crc = crc32(crc, (const Bytef *)"=", 1);
+        crc = crc32(crc, (const Bytef *)value, (uInt)strlen(value));
+        crc = crc32(crc, (const Bytef *)"\n", 1);
     }
-    return (int64_t)(h >> 1); /* non-negative, so h5py shows it plainly */
+    return (int64_t)crc;
 }
 
 /* The attribute list; values are filled from the run (names and kinds
@@ -240,6 +260,25 @@ static mt_status load_attrs(MPI_Comm comm, const char *path, const mt_ckpt_attr 
     return check_match(got, want, path);
 }
 
+/* mtrain writes finite parameters only: anything else is damage. */
+static mt_status check_finite(MPI_Comm comm, mt_pipeline *p, const mt_model *m, const char *path)
+{
+    const int *first = mt_pipeline_stage_first(p);
+    int rank = mt_pipeline_rank(p), mine = m->n_ops, bad;
+
+    for (int t = first[rank]; t < first[rank + 1] && mine == m->n_ops; t++) {
+        const float *w = mt_pipeline_op_params(p, t);
+        if (w && !mt_all_finite(w, m->ops[t]->n_params))
+            mine = t;
+    }
+    if (MPI_Allreduce(&mine, &bad, 1, MPI_INT, MPI_MIN, comm) != MPI_SUCCESS)
+        return MT_FAIL(MT_ERR_MPI, "%s: MPI_Allreduce of the finiteness check failed", path);
+    if (bad < m->n_ops)
+        return MT_FAIL(MT_ERR_FORMAT, "%s: non-finite parameters in op %s", path,
+                       m->ops[bad]->name);
+    return MT_OK;
+}
+
 mt_status mt_snapshot_load(MPI_Comm comm, mt_pipeline *p, const mt_model *m,
                            const mt_options *o, const char *path, mt_snapshot_pos *pos)
 {
@@ -257,6 +296,8 @@ mt_status mt_snapshot_load(MPI_Comm comm, mt_pipeline *p, const mt_model *m,
         status = mt_checkpoint_read(comm, path, &st);
         mt_pipeline_ckpt_free(&st);
     }
+    if (status == MT_OK)
+        status = check_finite(comm, p, m, path);
     if (status == MT_OK) {
         pos->step = (long)got[A_STEP].value;
         *mt_pipeline_optim_steps(p) = (long)got[A_OPTIM_STEPS].value;
