@@ -91,10 +91,14 @@ mt_status mt_gemm_batch(int rows, int n, int k, float alpha, const float *a, int
  * thread count (a stronger form of the MT_BLOCK rule). OpenMP inside; ws
  * holds packed copies (grow-once). k == 0 gives C = 0.
  *   mt_gemm_nt: C[rows][n] = A[rows][k] B^T, B stored [n][k] (y = x W^T)
- *   mt_gemm_nn: C[rows][n] = A[rows][k] B,   B stored [k][n] (dx = dy W) */
+ *   mt_gemm_nn: C[rows][n] = A[rows][k] B,   B stored [k][n] (dx = dy W)
+ *   mt_gemm_tn: C[rows][n] = A^T B, A stored [k][rows], B [k][n]
+ *               (dW = dy^T x: the chains run over the samples in order) */
 mt_status mt_gemm_nt(int rows, int n, int k, const float *a, int lda, const float *b, int ldb,
                      float *c, int ldc, mt_scratch *ws);
 mt_status mt_gemm_nn(int rows, int n, int k, const float *a, int lda, const float *b, int ldb,
+                     float *c, int ldc, mt_scratch *ws);
+mt_status mt_gemm_tn(int rows, int n, int k, const float *a, int lda, const float *b, int ldb,
                      float *c, int ldc, mt_scratch *ws);
 
 /* ---- elementwise and reductions ------------------------------------------ */

@@ -32,6 +32,10 @@ extern const char *const mt_model_names[];
 mt_status mt_model_build(const char *net, mt_shape in, int n_classes, mt_model **model);
 void mt_model_destroy(mt_model **model);
 
+/* --granularity layer: replace every op with parameters and the relu and
+ * pooling ops right after it by one block op (see mt_op_block_create). */
+mt_status mt_model_group_layers(mt_model *model);
+
 /* Estimated cost of op t per sample (forward flops plus the subproblems). */
 double mt_model_op_cost(const mt_model *model, int t);
 size_t mt_model_n_params(const mt_model *model);

@@ -129,6 +129,12 @@ mt_status mt_op_gap_create(const char *name, mt_shape in, mt_op **op);
 /* Reshape (c, h, w) -> (c*h*w, 1, 1); the identity on memory. */
 mt_status mt_op_flatten_create(const char *name, mt_shape in, mt_op **op);
 
+/* A layer as one op (--granularity layer): children[0] (the only one with
+ * parameters) followed by up to 3 ops without; the block takes the first
+ * child's name and tensors and owns the children (the entries of `children`
+ * are set to NULL). Kind "block"; solved by the generic inner solvers. */
+mt_status mt_op_block_create(mt_op **children, int n_children, mt_op **op);
+
 void mt_op_destroy(mt_op **op);
 
 #endif

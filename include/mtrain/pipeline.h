@@ -33,6 +33,8 @@ typedef struct {
     int micro_batches;      /* M, 1 <= M <= ceil(B / MT_BLOCK) */
     mt_oracle_config oracle;
     mt_optim_config optim;
+    int delay_us;           /* testing: sleep up to this long (pseudo-random per
+                               rank, step and message) before every message */
 } mt_pipeline_config;
 
 /* Figures of one step or one evaluation, valid on every rank. */
@@ -45,6 +47,16 @@ typedef struct {
     double t_wait;          /* this rank's seconds waiting for messages */
     double t_weights;       /* this rank's seconds in weight solves + update */
 } mt_step_stats;
+
+/* Figures of one stage for one detailed training step. */
+typedef struct {
+    double penalty;      /* sum_t ||phi_t(w_t - g_t, x_{t-1} - lambda_{t-1}) - (x_t - lambda_t)||^2
+                            over the stage's ops (penalized, moreau, dtp; else 0) */
+    long iterations;     /* inner-solver iterations, input and weight problems */
+    double residual_x;   /* largest final residual of the input problems */
+    double residual_w;   /* largest final residual of the weight problems */
+    double lambda_norm;  /* ||lambda|| at the stage's output, whole batch */
+} mt_stage_stats;
 
 typedef struct mt_pipeline mt_pipeline;
 
@@ -72,6 +84,14 @@ mt_status mt_pipeline_init_params(mt_pipeline *p, uint64_t seed);
 
 /* Collective: one training step on the n = B samples in the buffers. */
 mt_status mt_pipeline_train_step(mt_pipeline *p, mt_step_stats *stats);
+/* Measure the stage figures during the following training steps (on) or
+ * not (off, the default: the figures cost one forward pass and, for gd:K,
+ * one more product per subproblem). Every rank must pass the same value. */
+void mt_pipeline_set_detail(mt_pipeline *p, int on);
+/* Collective: rank 0 receives every stage's figures of the last detailed
+ * step in all[0 .. size-1]; other ranks may pass NULL. */
+mt_status mt_pipeline_gather_stages(mt_pipeline *p, mt_stage_stats *all);
+
 /* Collective: loss and accuracy of the current weights on n <= B samples. */
 mt_status mt_pipeline_evaluate(mt_pipeline *p, int n, mt_step_stats *stats);
 

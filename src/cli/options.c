@@ -30,6 +30,9 @@ typedef struct {
 
 static const opt_row rows[] = {
     {"net", OPT_CHOICE, F(net), 0, 0, 0, "mlp|convnet|allcnn", "network to train"},
+    {"granularity", OPT_CHOICE, F(granularity), 0, 0, 0, "op|layer",
+     "op: every conv/dense, activation and pooling is its own phi_t with its own exact\n"
+     "      solver; layer: conv/dense + activation + pooling form one phi_t (generic solvers)"},
     {"dataset", OPT_CHOICE, F(dataset_name), 0, 0, 0, "cifar10|mnist", "data set (default: detected)"},
     {"data", OPT_STRING, F(data), 0, 0, 0, NULL, "directory holding the data set"},
     {"oracle", OPT_CHOICE, F(oracle_name), 0, 0, 0, "gd|penalized|moreau|proxprop|dtp",
@@ -76,6 +79,8 @@ static const opt_row rows[] = {
      "      --checkpoint-dir (a damaged one is skipped with a warning), fresh start if none"},
     {"log-every", OPT_LONG, F(log_every), 1, 1e9, 0, NULL, "progress line period in steps"},
     {"run-dir", OPT_STRING, F(run_dir), 0, 0, 0, NULL, "directory for metrics.csv"},
+    {"inject-delay", OPT_LONG, P(delay_us), 0, 1e7, 0, NULL,
+     "testing: random delay of up to N microseconds before every pipeline message"},
     {"help", OPT_FLAG, F(help), 0, 0, 0, NULL, "print this help and exit"},
     {"version", OPT_FLAG, F(version), 0, 0, 0, NULL, "print the version and exit"},
 };
@@ -89,6 +94,7 @@ static void set_defaults(mt_options *o)
     snprintf(o->oracle_name, sizeof o->oracle_name, "penalized");
     snprintf(o->optim_name, sizeof o->optim_name, "sgd");
     snprintf(o->schedule_name, sizeof o->schedule_name, "const");
+    snprintf(o->granularity, sizeof o->granularity, "op");
     snprintf(o->dataset_name, sizeof o->dataset_name, "auto");
     snprintf(o->checkpoint_dir, sizeof o->checkpoint_dir, "checkpoints");
     snprintf(o->lr_schedule_text, sizeof o->lr_schedule_text, "const");
@@ -117,7 +123,8 @@ static void *field(mt_options *o, const opt_row *r) { return (char *)o + r->offs
 static size_t field_cap(const opt_row *r)
 {
     if (r->offset == F(net) || r->offset == F(oracle_name) || r->offset == F(optim_name) ||
-        r->offset == F(dataset_name) || r->offset == F(schedule_name))
+        r->offset == F(dataset_name) || r->offset == F(schedule_name) ||
+        r->offset == F(granularity))
         return 16;
     if (r->offset == F(lr_schedule_text))
         return sizeof(((mt_options *)0)->lr_schedule_text);
@@ -175,7 +182,7 @@ static mt_status apply(mt_options *o, const opt_row *r, const char *arg, char *e
         else if (r->offset == F(seed))
             *(uint64_t *)dst = (uint64_t)v;
         else if (r->offset == P(batch) || r->offset == P(micro_batches) ||
-                 r->offset == F(threads))
+                 r->offset == F(threads) || r->offset == P(delay_us))
             *(int *)dst = (int)v;
         else
             *(long *)dst = (long)v;
@@ -327,10 +334,10 @@ void mt_options_describe(const mt_options *o, char *buf, size_t cap)
 {
     const mt_pipeline_config *p = &o->pipe;
     snprintf(buf, cap,
-             "net=%s dataset=%s oracle=%s inner=%s kappa=%g sigma=%g sigma_schedule=%s "
+             "net=%s granularity=%s dataset=%s oracle=%s inner=%s kappa=%g sigma=%g sigma_schedule=%s "
              "gamma=%g prox_tau=%g dtp_rho=%g weight_decay=%g optim=%s lr=%g momentum=%g "
              "nesterov=%d lr_schedule=%s batch=%d micro_batches=%d epochs=%ld steps=%ld seed=%llu",
-             o->net, mt_dataset_name(o->dataset), mt_oracle_name(p->oracle.kind),
+             o->net, o->granularity, mt_dataset_name(o->dataset), mt_oracle_name(p->oracle.kind),
              o->inner_text[0] ? o->inner_text : "default", p->oracle.kappa, p->oracle.sigma,
              o->schedule_name, p->oracle.gamma, p->oracle.prox_tau, p->oracle.dtp_rho,
              p->oracle.wd,

@@ -44,6 +44,7 @@ typedef struct {
     /* the text of choice options, mapped onto the enums above */
     char oracle_name[16], optim_name[16], inner_text[256], dataset_name[16];
     char schedule_name[16];
+    char granularity[16];      /* "op" or "layer" */
     unsigned char given[64];   /* per option row: set on the command line */
 } mt_options;
 

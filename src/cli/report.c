@@ -48,23 +48,49 @@ mt_status mt_mkdir_p(const char *path)
     return MT_OK;
 }
 
-mt_status mt_metrics_open(mt_metrics *m, const char *dir, int append)
+/* Open <dir>/<name> for writing or appending; a new file gets `header`. */
+static mt_status open_csv(FILE **f, const char *dir, const char *name, int append,
+                          const char *header)
 {
     char path[1100];
     struct stat sb;
     int exists;
 
-    MT_CHECK(mt_mkdir_p(dir));
-    snprintf(path, sizeof path, "%s/metrics.csv", dir);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
     exists = stat(path, &sb) == 0 && sb.st_size > 0;
-    m->csv = fopen(path, append ? "a" : "w");
-    if (!m->csv)
+    *f = fopen(path, append ? "a" : "w");
+    if (!*f)
         return MT_FAIL(MT_ERR_IO, "cannot write %s: %s", path, strerror(errno));
     if (!append || !exists)
-        fprintf(m->csv, "kind,step,epoch,loss,accuracy,lambda_norm,images_per_s,elapsed_s,"
-                        "t_compute,t_wait,t_weights\n");
-    fflush(m->csv);
+        fputs(header, *f);
+    fflush(*f);
     return MT_OK;
+}
+
+mt_status mt_metrics_open(mt_metrics *m, const char *dir, int append)
+{
+    MT_CHECK(mt_mkdir_p(dir));
+    MT_CHECK(open_csv(&m->csv, dir, "metrics.csv", append,
+                      "kind,step,epoch,loss,accuracy,lambda_norm,images_per_s,elapsed_s,"
+                      "t_compute,t_wait,t_weights\n"));
+    return open_csv(&m->stages, dir, "stages.csv", append,
+                    "step,stage,penalty,inner_iterations,residual_input,residual_weights,"
+                    "lambda_norm\n");
+}
+
+void mt_metrics_stages(mt_metrics *m, long step, const mt_stage_stats *all, int n_stages)
+{
+    for (int s = 0; s < n_stages; s++) {
+        const mt_stage_stats *x = &all[s];
+        mt_log(MT_LOG_INFO, "  stage %d: penalty %.3e, %ld inner iterations, residuals %.1e "
+               "(inputs) %.1e (weights), |lambda| %.3e", s, x->penalty, x->iterations,
+               x->residual_x, x->residual_w, x->lambda_norm);
+        if (m->stages)
+            fprintf(m->stages, "%ld,%d,%.9g,%ld,%.3g,%.3g,%.9g\n", step, s, x->penalty,
+                    x->iterations, x->residual_x, x->residual_w, x->lambda_norm);
+    }
+    if (m->stages)
+        fflush(m->stages);
 }
 
 void mt_metrics_step(mt_metrics *m, long step, long epoch, const mt_step_stats *s,
@@ -92,5 +118,7 @@ void mt_metrics_close(mt_metrics *m)
 {
     if (m->csv)
         fclose(m->csv);
-    m->csv = NULL;
+    if (m->stages)
+        fclose(m->stages);
+    m->csv = m->stages = NULL;
 }

@@ -15,15 +15,19 @@
 void mt_report_model(const mt_model *model, const int *stage_first, int n_stages);
 
 typedef struct {
-    FILE *csv;
+    FILE *csv;     /* metrics.csv: one row per step and per evaluation */
+    FILE *stages;  /* stages.csv: one row per stage at every logged step */
 } mt_metrics;
 
-/* Create <dir>/metrics.csv (appending when resuming and it exists). */
+/* Create <dir>/metrics.csv and <dir>/stages.csv (appending when resuming
+ * and they exist). */
 mt_status mt_metrics_open(mt_metrics *m, const char *dir, int append);
 void mt_metrics_step(mt_metrics *m, long step, long epoch, const mt_step_stats *s,
                      double images_per_s, double elapsed);
 void mt_metrics_eval(mt_metrics *m, long step, long epoch, const mt_step_stats *s,
                      double elapsed);
+/* Per-stage figures of a logged step: to stages.csv and the log. */
+void mt_metrics_stages(mt_metrics *m, long step, const mt_stage_stats *all, int n_stages);
 void mt_metrics_close(mt_metrics *m);
 
 /* Create a directory and its parents (like mkdir -p). */

@@ -213,26 +213,29 @@ void mt_ckpt_prune(const char *dir, const char *net, long keep, long step)
     }
 }
 
-/* The step of a metrics row ("kind,step,..."), or -1 for the header. */
-static long row_step(const char *line)
+/* The step in column `col` (0-based) of a CSV row, or -1 (the header). */
+static long row_step(const char *line, int col)
 {
-    const char *comma = strchr(line, ',');
     char *end = NULL;
     long step;
 
-    if (!comma)
+    for (int i = 0; i < col && line; i++)
+        if ((line = strchr(line, ',')))
+            line++;
+    if (!line)
         return -1;
-    step = strtol(comma + 1, &end, 10);
-    return end == comma + 1 ? -1 : step;
+    step = strtol(line, &end, 10);
+    return end == line ? -1 : step;
 }
 
-mt_status mt_metrics_trim(const char *dir, long step)
+/* Keep the header and the rows of steps <= step; atomic (tmp + rename). */
+static mt_status trim_csv(const char *dir, const char *name, int col, long step)
 {
     char path[1100], tmp[1110], line[4096];
     FILE *in, *out;
     int bad;
 
-    snprintf(path, sizeof path, "%s/metrics.csv", dir);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     if (!(in = fopen(path, "r")))
         return MT_OK; /* nothing to trim */
@@ -241,7 +244,7 @@ mt_status mt_metrics_trim(const char *dir, long step)
         return MT_FAIL(MT_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
     }
     while (fgets(line, sizeof line, in))
-        if (row_step(line) <= step && strchr(line, '\n'))
+        if (row_step(line, col) <= step && strchr(line, '\n'))
             fputs(line, out);
     bad = ferror(in) || ferror(out);
     fclose(in);
@@ -251,6 +254,12 @@ mt_status mt_metrics_trim(const char *dir, long step)
         return st;
     }
     return MT_OK;
+}
+
+mt_status mt_metrics_trim(const char *dir, long step)
+{
+    MT_CHECK(trim_csv(dir, "metrics.csv", 1, step)); /* kind,step,... */
+    return trim_csv(dir, "stages.csv", 0, step);     /* step,stage,... */
 }
 
 mt_status mt_ckpt_dir_check(MPI_Comm comm, const char *dir)

@@ -36,8 +36,9 @@ mt_status mt_resume_auto(MPI_Comm comm, mt_pipeline *p, const mt_model *m, const
  * "<net>-step*.h5.tmp" files. Failures to delete are warnings. */
 void mt_ckpt_prune(const char *dir, const char *net, long keep, long step);
 
-/* Rank 0 only. Drop the rows of <dir>/metrics.csv after `step` (left by an
- * attempt that went on past its last checkpoint); atomic (tmp + rename). */
+/* Rank 0 only. Drop the rows of <dir>/metrics.csv and <dir>/stages.csv
+ * after `step` (left by an attempt that went on past its last checkpoint);
+ * atomic (tmp + rename). */
 mt_status mt_metrics_trim(const char *dir, long step);
 
 /* Collective. The checkpoint directory exists (rank 0 creates it) and is a

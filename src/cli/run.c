@@ -137,6 +137,8 @@ static mt_status setup(run_ctx *c, char *dir, size_t dir_cap)
     MT_CHECK(mt_data_locate(c->o->data[0] ? c->o->data : NULL, &c->o->dataset, dir, dir_cap));
     in = c->o->dataset == MT_DATASET_MNIST ? (mt_shape){1, 28, 28} : (mt_shape){3, 32, 32};
     MT_CHECK(mt_model_build(c->o->net, in, 10, &c->model));
+    if (strcmp(c->o->granularity, "layer") == 0)
+        MT_CHECK(mt_model_group_layers(c->model));
     if (!c->o->micro_set) {
         int max_micro = (c->o->pipe.batch + MT_BLOCK - 1) / MT_BLOCK;
         c->o->pipe.micro_batches = c->size < max_micro ? c->size : max_micro;
@@ -239,6 +241,21 @@ static mt_status checkpoint_if_due(run_ctx *c, const mt_boundary *b)
     return MT_OK;
 }
 
+/* The per-stage figures of a logged step (collective). */
+static mt_status report_stages(run_ctx *c)
+{
+    mt_stage_stats *all = c->rank == 0 ? calloc((size_t)c->size, sizeof *all) : NULL;
+    mt_status st;
+
+    if (c->rank == 0 && !all)
+        return MT_FAIL(MT_ERR_MEM, "out of memory for stage figures");
+    st = mt_pipeline_gather_stages(c->pipe, all);
+    if (st == MT_OK && c->rank == 0)
+        mt_metrics_stages(&c->metrics, c->step, all, c->size);
+    free(all);
+    return st;
+}
+
 static mt_status train_loop(run_ctx *c)
 {
     const mt_options *o = c->o;
@@ -249,9 +266,11 @@ static mt_status train_loop(run_ctx *c)
     c->t_start = c->t_last_ckpt = mt_time_now();
     while (c->step < c->total_steps && !c->preempted) {
         mt_step_stats s;
+        int logged = due(c->step + 1, o->log_every) || c->step + 1 == c->total_steps;
         feed_batch(c);
         mt_pipeline_set_lr(c->pipe, mt_lr_at(&o->lr_schedule, o->pipe.optim.lr, c->step,
                                              c->total_steps));
+        mt_pipeline_set_detail(c->pipe, logged);
         if (mt_pipeline_train_step(c->pipe, &s) != MT_OK)
             die(c, c->step + 1);
         MT_CHECK(end_of_step(c, &s, &b));
@@ -266,6 +285,8 @@ static mt_status train_loop(run_ctx *c)
                    "%.0f images/s, %.1f s", c->step, c->total_steps,
                    (c->step - 1) / c->steps_per_epoch, s.loss, 100.0 * s.accuracy, ips,
                    now - c->t_start);
+            if (report_stages(c) != MT_OK)
+                die(c, c->step);
             t_log = now;
             steps_logged = 0;
         }

@@ -22,9 +22,9 @@
 #include "mtrain/kernels.h"
 
 enum { VW = MT_FMA_VW, MR = MT_FMA_MR, NR = MT_FMA_NR, KC = MT_FMA_KC };
-/* PU panels per work unit of mt_gemm_nn (measured best on the MLP's
- * 4000 x 3072 layer). */
-enum { PU = 4 };
+/* PU panels per work unit of mt_gemm_nn, RB row groups per work unit of
+ * mt_gemm_tn (measured best on the MLP's 4000 x 3072 layer). */
+enum { PU = 4, RB = 8 };
 
 typedef float vf __attribute__((vector_size(VW * sizeof(float))));
 /* The same, for loads and stores at any float alignment. */
@@ -244,6 +244,59 @@ mt_status mt_gemm_nn(int rows, int n, int k, const float *a, int lda, const floa
             for (int i = 0; i < rows; i++)
                 memcpy(c + (size_t)i * ldc + p * NR, cbuf + cpanel * (p - p0) + (size_t)i * NR,
                        sizeof(float) * w);
+        }
+    }
+    return MT_OK;
+}
+
+mt_status mt_gemm_tn(int rows, int n, int k, const float *a, int lda, const float *b, int ldb,
+                     float *c, int ldc, mt_scratch *ws)
+{
+    int ng = (rows + MR - 1) / MR, np = (n + NR - 1) / NR, nb = (ng + RB - 1) / RB;
+    size_t packed_a = mt_round_up((size_t)ng * MR * k, 16), packed_b = (size_t)np * k * NR;
+    float *ap, *bp;
+
+    if (rows <= 0 || n <= 0)
+        return MT_OK;
+    if (k <= 0) {
+        zero_rows(rows, n, c, ldc);
+        return MT_OK;
+    }
+    MT_CHECK(mt_scratch_reserve(
+        ws, sizeof(float) * (packed_a + packed_b + (size_t)MR * NR * mt_kernel_threads()),
+        "gemm packing"));
+    ap = ws->p;
+    bp = ap + packed_a;
+
+    /* Row groups of A^T (columns of the stored A) and whole panels of B. */
+#pragma omp parallel for schedule(static)
+    for (int u = 0; u < ng + np; u++) {
+        if (u < ng) {
+            int n_rows = rows - u * MR < MR ? rows - u * MR : MR;
+            mt_fma_pack(n_rows, k, a + (size_t)u * MR, 1, (size_t)lda, ap + (size_t)u * k * MR);
+        } else {
+            pack_b_chunk(k, 0, (u - ng) * NR, n, b, ldb, bp + (size_t)(u - ng) * k * NR);
+        }
+    }
+
+    /* Units of RB row groups by one panel, row blocks outer so that a block
+     * of A stays in cache; each tile's chains run over all of k (in KC
+     * chunks), in C itself or, at the edges, in a tile. */
+#pragma omp parallel for schedule(static)
+    for (int u = 0; u < nb * np; u++) {
+        int p = u % np, g1 = (u / np + 1) * RB < ng ? (u / np + 1) * RB : ng;
+        int w = n - p * NR < NR ? n - p * NR : NR;
+        float *tile = bp + packed_b + (size_t)MR * NR * omp_get_thread_num();
+
+        for (int g = u / np * RB; g < g1; g++) {
+            int h = rows - g * MR < MR ? rows - g * MR : MR, edge = h < MR || w < NR;
+            float *ct = edge ? tile : c + (size_t)g * MR * ldc + p * NR;
+            size_t ld = edge ? NR : (size_t)ldc;
+            for (int k0 = 0; k0 < k; k0 += KC)
+                mt_fma_kernel_ab(k - k0 < KC ? k - k0 : KC, ap + ((size_t)g * k + k0) * MR,
+                                 bp + ((size_t)p * k + k0) * NR, NR, ct, ld, k0 == 0);
+            for (int r = 0; edge && r < h; r++)
+                memcpy(c + (size_t)(g * MR + r) * ldc + p * NR, tile + r * NR, sizeof(float) * w);
         }
     }
     return MT_OK;

@@ -185,6 +185,42 @@ void mt_model_destroy(mt_model **model)
     *model = NULL;
 }
 
+static int joins_layer(const mt_op *op)
+{
+    const char *k = op->vt->kind;
+    return op->n_params == 0 && (!strcmp(k, "relu") || !strcmp(k, "avgpool") || !strcmp(k, "gap"));
+}
+
+mt_status mt_model_group_layers(mt_model *model)
+{
+    int out = 0;
+
+    for (int t = 0; t < model->n_ops;) {
+        int len = 1;
+        if (model->ops[t]->n_params > 0)
+            while (t + len < model->n_ops && len < 4 && joins_layer(model->ops[t + len]))
+                len++;
+        if (len == 1) {
+            model->ops[out++] = model->ops[t++];
+            continue;
+        }
+        mt_op *block = NULL;
+        mt_status st = mt_op_block_create(&model->ops[t], len, &block);
+        if (st != MT_OK) { /* keep the chain whole, so destroy frees each op once */
+            while (t < model->n_ops)
+                model->ops[out++] = model->ops[t++];
+            model->n_ops = out;
+            return st;
+        }
+        model->ops[out++] = block;
+        t += len;
+    }
+    for (int t = out; t < model->n_ops; t++)
+        model->ops[t] = NULL;
+    model->n_ops = out;
+    return MT_OK;
+}
+
 double mt_model_op_cost(const mt_model *model, int t)
 {
     const mt_op *op = model->ops[t];

@@ -1,12 +1,11 @@
 /*
  * dense.c - fully connected layer y_i = W x_i + b, W [out][in], b [out].
  *
- * The batch products y = x W^T and dx = dy W run on the FMA micro-kernel
- * (mt_gemm_nt / mt_gemm_nn): each output element is one FMA chain, so
- * sample i's results depend only on its own data. The weight gradient
- * dW = dY^T X is one tiled OpenBLAS gemm over the whole batch (its summation
- * order is fixed by n and the tiles by (out, in)); db sums rows in sample
- * order.
+ * All three products run on the FMA micro-kernel: y = x W^T (mt_gemm_nt),
+ * dx = dy W (mt_gemm_nn), dW = dy^T x (mt_gemm_tn). Each element is one FMA
+ * chain, so sample i's outputs depend only on its own data and the weight
+ * gradient sums the samples in order (fixed by n); db sums rows in sample
+ * order in double.
  */
 #include <math.h>
 #include <string.h>
@@ -17,6 +16,7 @@
 typedef struct {
     int in, out;
     mt_scratch ws; /* packed operands of the batch products */
+    mt_dense_factor factor; /* input problems: K's factor for the current weights */
 } dense_priv;
 
 /* y = x W^T (+ bias when not NULL). */
@@ -60,9 +60,8 @@ static mt_status dense_vjp_w(mt_op *op, const float *w, int n, const float *x, c
     if (!dw)
         return MT_FAIL(MT_ERR_ARG, "dense op '%s': NULL weight gradient", op->name);
 
-    /* dW[out][in] = dY^T X, tiles fixed by (out, in); k = n. */
-    mt_gemm_tiled(MT_TRANS, MT_NOTRANS, p->out, p->in, n, 1.0f, dy, p->out, x, p->in, 0.0f, dw,
-                  p->in, mt_gemm_tile(p->out), mt_gemm_tile(p->in));
+    /* dW[out][in] = dY^T X: chains over the samples in order */
+    MT_CHECK(mt_gemm_tn(p->out, p->in, n, dy, p->out, x, p->in, dw, p->in, &p->ws));
     mt_sum_rows(n, p->out, dy, p->out, dw + (size_t)p->out * p->in);
     return MT_OK;
 }
@@ -101,8 +100,10 @@ static void dense_destroy(mt_op *op)
 {
     dense_priv *p = op->priv;
 
-    if (p)
+    if (p) {
         mt_scratch_free(&p->ws);
+        mt_dense_factor_free(&p->factor);
+    }
     mt_op_destroy_plain(op);
 }
 
@@ -121,7 +122,8 @@ static mt_status dense_solve_x(mt_op *op, const mt_subproblem *sp, const float *
     dense_priv *p = op->priv;
     (void)x, (void)fx;
     exact_report(rep);
-    return mt_dense_solve_x(sp, MT_CLOSED_AUTO, (size_t)n, p->in, p->out, w, lambda, y);
+    return mt_dense_solve_x_cached(sp, MT_CLOSED_AUTO, (size_t)n, p->in, p->out, w, lambda, y,
+                                   &p->factor);
 }
 
 /* Exact proximal weight step through the smaller of the (in+1) and n systems

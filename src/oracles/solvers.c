@@ -59,6 +59,16 @@ static mt_status take(const problem *pb, size_t n_floats, float **out)
     return mt_arena_take(pb->ws, n_floats * sizeof(float), (void **)out);
 }
 
+/* k per-group arrays of doubles, out[i] = G doubles each (one block). */
+static mt_status take_groups(const problem *pb, int k, double **out)
+{
+    double *block;
+    MT_CHECK(mt_arena_take(pb->ws, (size_t)k * (size_t)pb->G * sizeof(double), (void **)&block));
+    for (int i = 0; i < k; i++)
+        out[i] = block + (size_t)i * (size_t)pb->G;
+    return MT_OK;
+}
+
 /* Residual r = f(z - y) - f(z) + lambda (A) or lambda (M), and the
  * objective per group. `zy` receives z - y. */
 static mt_status objective(const problem *pb, const float *y, float *zy, float *r,
@@ -66,8 +76,11 @@ static mt_status objective(const problem *pb, const float *y, float *zy, float *
 {
     const size_t nv = (size_t)pb->G * pb->L, no = (size_t)pb->G * pb->L_out;
     const double s = pb->sp->s, d = pb->sp->decay;
-    double yy[pb->G], zz[pb->G], rr[pb->G];
+    double *v[3], *yy, *zz, *rr;
+    size_t mark = mt_arena_mark(pb->ws);
 
+    MT_CHECK(take_groups(pb, 3, v));
+    yy = v[0], zz = v[1], rr = v[2];
     mt_vec_lin(nv, 1.0f, centre(pb), -1.0f, y, zy);
     MT_CHECK(eval_f(pb, zy, r));
     mt_vec_dot(pb->G, pb->L, y, y, partial, yy);
@@ -84,6 +97,7 @@ static mt_status objective(const problem *pb, const float *y, float *zy, float *
         for (int g = 0; g < pb->G; g++)
             value[g] = s * rr[g] + 0.5 * (yy[g] + d * zz[g]);
     }
+    mt_arena_rewind(pb->ws, mark);
     return MT_OK;
 }
 
@@ -121,8 +135,7 @@ static mt_status solve_gd(const problem *pb, int K, int want_residual, float *y,
     const size_t nv = (size_t)pb->G * pb->L, no = (size_t)pb->G * pb->L_out;
     const int G = pb->G;
     float *zy, *r, *grad, *trial;
-    double *partial, eta[G], f[G], f_trial[G], g0[G], gg[G];
-    int accept[G];
+    double *partial, *v[7], *eta, *f, *f_trial, *g0, *gg, *minus_eta, *accept;
 
     MT_CHECK(take(pb, nv, &zy));
     MT_CHECK(take(pb, no, &r));
@@ -130,6 +143,9 @@ static mt_status solve_gd(const problem *pb, int K, int want_residual, float *y,
     MT_CHECK(take(pb, nv, &trial));
     MT_CHECK(mt_arena_take(pb->ws, mt_vec_n_chunks(G, mt_max_sz(pb->L, pb->L_out)) *
                                        sizeof(double), (void **)&partial));
+    MT_CHECK(take_groups(pb, 7, v));
+    eta = v[0], f = v[1], f_trial = v[2], g0 = v[3], gg = v[4], minus_eta = v[5];
+    accept = v[6];
     memset(y, 0, nv * sizeof(float));
     for (int g = 0; g < G; g++)
         eta[g] = pb->sp->kind == MT_SUB_A ? 0.5 : 1.0;
@@ -144,13 +160,16 @@ static mt_status solve_gd(const problem *pb, int K, int want_residual, float *y,
         MT_CHECK(objective(pb, y, zy, r, partial, f));
 
     for (int k = 0; k < K; k++) {
-        double minus_eta[G];
         for (int g = 0; g < G; g++)
             minus_eta[g] = -eta[g];
         memcpy(trial, y, nv * sizeof(float));
         mt_vec_axpy(G, pb->L, minus_eta, grad, trial);
-        if (k + 1 == K && !want_residual) {
+        if (K == 1) { /* one plain step: exactly s J^T lambda (+ decay) */
             memcpy(y, trial, nv * sizeof(float));
+            if (want_residual) {
+                MT_CHECK(objective(pb, y, zy, r, partial, f));
+                MT_CHECK(gradient(pb, y, zy, r, grad));
+            }
             break;
         }
         MT_CHECK(objective(pb, trial, zy, r, partial, f_trial));
@@ -158,7 +177,7 @@ static mt_status solve_gd(const problem *pb, int K, int want_residual, float *y,
          * F itself (float residuals: about 1e-6 relative); otherwise its
          * step is halved and it retries from where it was. */
         for (int g = 0; g < G; g++) {
-            accept[g] = K == 1 || f_trial[g] <= f[g] + 1e-6 * fabs(f[g]);
+            accept[g] = f_trial[g] <= f[g] + 1e-6 * fabs(f[g]) ? 1.0 : 0.0;
             if (!accept[g])
                 eta[g] *= 0.5;
             else
@@ -166,8 +185,10 @@ static mt_status solve_gd(const problem *pb, int K, int want_residual, float *y,
         }
         #pragma omp parallel for schedule(static)
         for (long i = 0; i < (long)nv; i++)
-            if (accept[(size_t)i / pb->L])
+            if (accept[(size_t)i / pb->L] != 0.0)
                 y[i] = trial[i];
+        /* The next step (or the residual) needs r and the gradient at y;
+         * the iterate itself never depends on whether a residual is asked. */
         if (k + 1 < K || want_residual) {
             MT_CHECK(objective(pb, y, zy, r, partial, f));
             MT_CHECK(gradient(pb, y, zy, r, grad));
@@ -202,7 +223,7 @@ static mt_status solve_cg(const problem *pb, int K, double tol, float *y, mt_sol
     const int G = pb->G;
     const float s = (float)pb->sp->s, diag = (float)(1.0 + pb->sp->decay);
     float *r, *p, *ap, *jp;
-    double *partial, bb[G], rr[G], pap[G], rr_new[G], alpha[G], beta[G];
+    double *partial, *v[6], *bb, *rr, *pap, *rr_new, *alpha, *beta;
     int k, active = G;
 
     MT_CHECK(take(pb, nv, &r));
@@ -211,6 +232,8 @@ static mt_status solve_cg(const problem *pb, int K, double tol, float *y, mt_sol
     MT_CHECK(take(pb, no, &jp));
     MT_CHECK(mt_arena_take(pb->ws, mt_vec_n_chunks(G, pb->L) * sizeof(double),
                            (void **)&partial));
+    MT_CHECK(take_groups(pb, 6, v));
+    bb = v[0], rr = v[1], pap = v[2], rr_new = v[3], alpha = v[4], beta = v[5];
     memset(y, 0, nv * sizeof(float));
     MT_CHECK(gn_rhs(pb, r));
     if (pb->sp->kind == MT_SUB_M) { /* linear in y: solved exactly */
@@ -221,7 +244,7 @@ static mt_status solve_cg(const problem *pb, int K, double tol, float *y, mt_sol
     }
     memcpy(p, r, nv * sizeof(float));
     mt_vec_dot(G, pb->L, r, r, partial, bb);
-    memcpy(rr, bb, sizeof rr);
+    memcpy(rr, bb, (size_t)G * sizeof(double));
 
     for (k = 0; k < K && active > 0; k++) {
         /* ap = (s J^T J + (1 + d) I) p */
@@ -261,8 +284,8 @@ static mt_status solve_qn(const problem *pb, int want_residual, float *y, mt_sol
     const int G = pb->G;
     const double c = 0.25;
     float *zy, *r, *g0, *g1;
-    double *partial, t[G], f0[G], ft[G], slope[G], lo[G], hi[G], a[G], ss[G], sd[G];
-    int done[G], open = G, evals = 0;
+    double *partial, *v[11], *t, *f0, *ft, *slope, *lo, *hi, *a, *ss, *sd, *done, *gg;
+    int open = G, evals = 0;
 
     MT_CHECK(take(pb, nv, &zy));
     MT_CHECK(take(pb, no, &r));
@@ -270,6 +293,9 @@ static mt_status solve_qn(const problem *pb, int want_residual, float *y, mt_sol
     MT_CHECK(take(pb, nv, &g1));
     MT_CHECK(mt_arena_take(pb->ws, mt_vec_n_chunks(G, mt_max_sz(pb->L, pb->L_out)) *
                                        sizeof(double), (void **)&partial));
+    MT_CHECK(take_groups(pb, 11, v));
+    t = v[0], f0 = v[1], ft = v[2], slope = v[3], lo = v[4], hi = v[5], a = v[6];
+    ss = v[7], sd = v[8], done = v[9], gg = v[10];
     memset(y, 0, nv * sizeof(float));
     MT_CHECK(objective(pb, y, zy, r, partial, f0));
     MT_CHECK(gradient(pb, y, zy, r, g0));
@@ -277,8 +303,8 @@ static mt_status solve_qn(const problem *pb, int want_residual, float *y, mt_sol
     for (int g = 0; g < G; g++) {
         t[g] = pb->sp->kind == MT_SUB_A ? 0.5 : 1.0;
         lo[g] = 0.0, hi[g] = INFINITY;
-        done[g] = slope[g] == 0.0;
-        open -= done[g];
+        done[g] = slope[g] == 0.0 ? 1.0 : 0.0;
+        open -= done[g] != 0.0;
     }
 
     /* Goldstein search: bisect between a too-long and a too-short step. */
@@ -291,14 +317,14 @@ static mt_status solve_qn(const problem *pb, int want_residual, float *y, mt_sol
         evals++;
         open = 0;
         for (int g = 0; g < G; g++) {
-            if (done[g])
+            if (done[g] != 0.0)
                 continue;
             if (ft[g] > f0[g] - c * t[g] * slope[g])
                 hi[g] = t[g];                 /* too long */
             else if (ft[g] < f0[g] - (1.0 - c) * t[g] * slope[g])
                 lo[g] = t[g];                 /* too short */
             else {
-                done[g] = 1;
+                done[g] = 1.0;
                 continue;
             }
             t[g] = isinf(hi[g]) ? 2.0 * t[g] : 0.5 * (lo[g] + hi[g]);
@@ -323,7 +349,6 @@ static mt_status solve_qn(const problem *pb, int want_residual, float *y, mt_sol
     rep->iterations = 2 + evals;
     rep->residual = 0.0;
     if (want_residual) {
-        double gg[G];
         MT_CHECK(objective(pb, y, zy, r, partial, ft));
         MT_CHECK(gradient(pb, y, zy, r, g1));
         mt_vec_dot(G, pb->L, g1, g1, partial, gg);

@@ -7,10 +7,12 @@
  *   lam[k] [B][size] adjoint at x[k]; lam[K] arrives from the next stage
  *          or from the loss, lam[0] goes to the previous stage
  */
+#define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "mtrain/pipeline.h"
 
@@ -31,10 +33,14 @@ struct mt_pipeline {
     int32_t *labels;
     float *losses;
     int *correct;
-    MPI_Request *reqs;
+    MPI_Request *reqs;    /* pending sends */
     int n_reqs, cap_reqs;
+    MPI_Request *recv_fwd, *recv_bwd; /* [micro-batch] receives posted up front */
     long seq;             /* collective calls so far, for message tags */
     mt_arena ws;
+    int detail;           /* next step also measures the stage figures */
+    mt_oracle_config detail_cfg; /* the oracle asking for residuals */
+    mt_stage_stats st;    /* this stage's figures of the last detailed step */
 };
 
 /* ---- layout ------------------------------------------------------------ */
@@ -104,7 +110,11 @@ static mt_status alloc_buffers(mt_pipeline *p)
     }
     p->cap_reqs = 4 * (p->cfg.micro_batches + 1);
     p->reqs = calloc((size_t)p->cap_reqs, sizeof *p->reqs);
-    return p->reqs ? MT_OK : MT_FAIL(MT_ERR_MEM, "out of memory for MPI requests");
+    p->recv_fwd = calloc((size_t)p->cfg.micro_batches, sizeof *p->recv_fwd);
+    p->recv_bwd = calloc((size_t)p->cfg.micro_batches, sizeof *p->recv_bwd);
+    if (!p->reqs || !p->recv_fwd || !p->recv_bwd)
+        return MT_FAIL(MT_ERR_MEM, "out of memory for MPI requests");
+    return MT_OK;
 }
 
 mt_status mt_pipeline_create(MPI_Comm comm, mt_model *model, const mt_pipeline_config *cfg,
@@ -162,6 +172,7 @@ void mt_pipeline_destroy(mt_pipeline **pp)
     for (int k = 0; p->lam && k <= p->K; k++)
         mt_free(p->lam[k]);
     free(p->x), free(p->lam), free(p->off), free(p->stage_first), free(p->reqs);
+    free(p->recv_fwd), free(p->recv_bwd);
     mt_free(p->params), mt_free(p->dirs), mt_free(p->labels), mt_free(p->losses);
     mt_free(p->correct);
     mt_optim_destroy(&p->opt);
@@ -212,8 +223,21 @@ static mt_status mpi_ok(int rc, const char *what)
     return MT_FAIL(MT_ERR_MPI, "%s failed: %s", what, msg);
 }
 
+/* Testing aid: a delay drawn from (rank, step, tag), so runs are repeatable
+ * and every rank lags differently. */
+static void inject_delay(const mt_pipeline *p, int tag)
+{
+    if (p->cfg.delay_us <= 0)
+        return;
+    uint64_t h = mt_hash2(mt_hash2((uint64_t)p->rank, (uint64_t)p->seq), (uint64_t)tag);
+    long us = (long)(h % (uint64_t)p->cfg.delay_us);
+    struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
+    nanosleep(&ts, NULL);
+}
+
 static mt_status post_send(mt_pipeline *p, const float *buf, size_t count, int dest, int tag)
 {
+    inject_delay(p, tag);
     if (p->n_reqs == p->cap_reqs)
         return MT_FAIL(MT_ERR_STATE, "too many pending sends");
     return mpi_ok(MPI_Isend(buf, (int)count, MPI_FLOAT, dest, tag, p->comm,
@@ -221,13 +245,38 @@ static mt_status post_send(mt_pipeline *p, const float *buf, size_t count, int d
                   "MPI_Isend");
 }
 
-static mt_status receive(mt_pipeline *p, float *buf, size_t count, int src, int tag,
-                         double *t_wait)
+/* Post the receive of micro-batch m's activations (forward) or lambdas
+ * (backward) into its slice of the stage buffer, so that the transfer runs
+ * while this rank computes earlier micro-batches. */
+static mt_status post_receive(mt_pipeline *p, int n, int M, int m, int dir)
 {
+    int lo, hi, k = dir == DIR_FORWARD ? 0 : p->K;
+    float *buf = dir == DIR_FORWARD ? p->x[0] : p->lam[p->K];
+    int src = dir == DIR_FORWARD ? p->rank - 1 : p->rank + 1;
+    MPI_Request *req = dir == DIR_FORWARD ? &p->recv_fwd[m] : &p->recv_bwd[m];
+
+    micro_range(n, M, m, &lo, &hi);
+    return mpi_ok(MPI_Irecv(buf + (size_t)lo * size_at(p, k), (int)((size_t)(hi - lo) *
+                            size_at(p, k)), MPI_FLOAT, src, tag_of(p, M, m, dir), p->comm, req),
+                  "MPI_Irecv");
+}
+
+static mt_status post_receives(mt_pipeline *p, int n, int M, int train)
+{
+    for (int m = 0; m < M; m++) {
+        if (p->rank > 0)
+            MT_CHECK(post_receive(p, n, M, m, DIR_FORWARD));
+        if (train && p->rank < p->size - 1)
+            MT_CHECK(post_receive(p, n, M, m, DIR_BACKWARD));
+    }
+    return MT_OK;
+}
+
+static mt_status await(mt_pipeline *p, MPI_Request *req, int tag, double *t_wait)
+{
+    inject_delay(p, tag + 1);
     double t0 = mt_time_now();
-    mt_status st = mpi_ok(MPI_Recv(buf, (int)count, MPI_FLOAT, src, tag, p->comm,
-                                   MPI_STATUS_IGNORE),
-                          "MPI_Recv");
+    mt_status st = mpi_ok(MPI_Wait(req, MPI_STATUS_IGNORE), "MPI_Wait (receive)");
     *t_wait += mt_time_now() - t0;
     return st;
 }
@@ -248,8 +297,7 @@ static mt_status forward_micro(mt_pipeline *p, int M, int m, int lo, int hi, dou
     const int n = hi - lo;
 
     if (p->rank > 0)
-        MT_CHECK(receive(p, p->x[0] + (size_t)lo * size_at(p, 0), (size_t)n * size_at(p, 0),
-                         p->rank - 1, tag_of(p, M, m, DIR_FORWARD), t_wait));
+        MT_CHECK(await(p, &p->recv_fwd[m], tag_of(p, M, m, DIR_FORWARD), t_wait));
     for (int k = 0; k < p->K; k++) {
         mt_op *op = p->model->ops[p->a + k];
         MT_CHECK(op->vt->forward(op, p->params + p->off[k], n,
@@ -278,26 +326,80 @@ static mt_status loss_micro(mt_pipeline *p, int lo, int hi, int n_total, int tra
                             p->lam[p->K] + (size_t)lo * d, NULL, &p->ws);
 }
 
+static const mt_oracle_config *oracle_of(const mt_pipeline *p)
+{
+    return p->detail ? &p->detail_cfg : &p->cfg.oracle;
+}
+
+static void count(mt_pipeline *p, const mt_solve_report *rep, int weights)
+{
+    if (!p->detail)
+        return;
+    p->st.iterations += rep->iterations;
+    double *worst = weights ? &p->st.residual_w : &p->st.residual_x;
+    if (rep->residual > *worst)
+        *worst = rep->residual;
+}
+
 static mt_status backward_micro(mt_pipeline *p, int M, int m, int lo, int hi, double *t_wait)
 {
     const int n = hi - lo;
     const int k_stop = p->rank == 0 ? 1 : 0; /* lambda_0 is never needed */
 
     if (p->rank < p->size - 1)
-        MT_CHECK(receive(p, p->lam[p->K] + (size_t)lo * size_at(p, p->K),
-                         (size_t)n * size_at(p, p->K), p->rank + 1,
-                         tag_of(p, M, m, DIR_BACKWARD), t_wait));
+        MT_CHECK(await(p, &p->recv_bwd[m], tag_of(p, M, m, DIR_BACKWARD), t_wait));
     for (int k = p->K - 1; k >= k_stop; k--) {
         mt_op *op = p->model->ops[p->a + k];
         size_t in = size_at(p, k), out = size_at(p, k + 1);
-        MT_CHECK(mt_oracle_input(&p->cfg.oracle, p->a + k, op, p->params + p->off[k], n,
+        mt_solve_report rep = {0, 0.0};
+        MT_CHECK(mt_oracle_input(oracle_of(p), p->a + k, op, p->params + p->off[k], n,
                                  p->x[k] + lo * in, p->x[k + 1] + lo * out,
-                                 p->lam[k + 1] + lo * out, p->lam[k] + lo * in, NULL, &p->ws));
+                                 p->lam[k + 1] + lo * out, p->lam[k] + lo * in, &rep, &p->ws));
+        count(p, &rep, 0);
         mt_arena_reset(&p->ws);
     }
     if (p->rank > 0)
         MT_CHECK(post_send(p, p->lam[0] + (size_t)lo * size_at(p, 0), (size_t)n * size_at(p, 0),
                            p->rank - 1, tag_of(p, M, m, DIR_BACKWARD)));
+    return MT_OK;
+}
+
+/* Oracles whose lambdas are displacements of the states (x_t^+ = x_t - lambda_t). */
+static int lambdas_are_targets(const mt_pipeline *p)
+{
+    mt_oracle_kind k = p->cfg.oracle.kind;
+    return k == MT_ORACLE_PENALIZED || k == MT_ORACLE_MOREAU || k == MT_ORACLE_DTP;
+}
+
+/* sum_t ||phi_t(w_t - g_t, x_{t-1}^+) - x_t^+||^2 over the stage's ops, with
+ * x^+ = x - lambda (the data x_0 has no lambda): how far the proposed
+ * weights and targets are from satisfying the chain. One forward pass. */
+static mt_status measure_penalty(mt_pipeline *p, int n)
+{
+    size_t mark = mt_arena_mark(&p->ws);
+    double total = 0.0;
+
+    if (!lambdas_are_targets(p))
+        return MT_OK;
+    for (int k = 0; k < p->K; k++) {
+        mt_op *op = p->model->ops[p->a + k];
+        size_t in = (size_t)n * size_at(p, k), out = (size_t)n * size_at(p, k + 1);
+        float *xin, *wt = NULL, *fy;
+        MT_CHECK(mt_arena_take(&p->ws, in * sizeof(float), (void **)&xin));
+        MT_CHECK(mt_arena_take(&p->ws, out * sizeof(float), (void **)&fy));
+        MT_CHECK(mt_arena_take(&p->ws, (op->n_params + 1) * sizeof(float), (void **)&wt));
+        for (size_t i = 0; i < in; i++)
+            xin[i] = p->x[k][i] - (p->lam[k] ? p->lam[k][i] : 0.0f);
+        for (size_t i = 0; i < op->n_params; i++)
+            wt[i] = p->params[p->off[k] + i] - p->dirs[p->off[k] + i];
+        MT_CHECK(op->vt->forward(op, wt, n, xin, fy));
+        for (size_t i = 0; i < out; i++) {
+            double d = (double)fy[i] - (p->x[k + 1][i] - p->lam[k + 1][i]);
+            total += d * d;
+        }
+        mt_arena_rewind(&p->ws, mark);
+    }
+    p->st.penalty = total;
     return MT_OK;
 }
 
@@ -307,11 +409,15 @@ static mt_status weight_phase(mt_pipeline *p, int n)
         mt_op *op = p->model->ops[p->a + k];
         if (op->n_params == 0)
             continue;
-        MT_CHECK(mt_oracle_weights(&p->cfg.oracle, op, p->params + p->off[k], n, p->x[k],
-                                   p->x[k + 1], p->lam[k + 1], p->dirs + p->off[k], NULL,
+        mt_solve_report rep = {0, 0.0};
+        MT_CHECK(mt_oracle_weights(oracle_of(p), op, p->params + p->off[k], n, p->x[k],
+                                   p->x[k + 1], p->lam[k + 1], p->dirs + p->off[k], &rep,
                                    &p->ws));
+        count(p, &rep, 1);
         mt_arena_reset(&p->ws);
     }
+    if (p->detail)
+        MT_CHECK(measure_penalty(p, n));
     mt_optim_step(p->opt, p->params, p->dirs);
     return MT_OK;
 }
@@ -338,6 +444,14 @@ static mt_status share_metrics(mt_pipeline *p, int n, int train, mt_step_stats *
     return MT_OK;
 }
 
+static double norm_of(const float *v, size_t n)
+{
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++)
+        s += (double)v[i] * v[i];
+    return sqrt(s);
+}
+
 static mt_status run(mt_pipeline *p, int n, int train, mt_step_stats *stats)
 {
     const int M = micro_count(p, n);
@@ -346,6 +460,9 @@ static mt_status run(mt_pipeline *p, int n, int train, mt_step_stats *stats)
     int lo, hi;
 
     memset(stats, 0, sizeof *stats);
+    if (train && p->detail)
+        memset(&p->st, 0, sizeof p->st);
+    MT_CHECK(post_receives(p, n, M, train));
     for (int m = 0; m < M; m++) {
         micro_range(n, M, m, &lo, &hi);
         MT_CHECK(forward_micro(p, M, m, lo, hi, &t_wait));
@@ -360,6 +477,8 @@ static mt_status run(mt_pipeline *p, int n, int train, mt_step_stats *stats)
         double tw = mt_time_now();
         MT_CHECK(weight_phase(p, n));
         t_w = mt_time_now() - tw;
+        if (p->detail)
+            p->st.lambda_norm = norm_of(p->lam[p->K], (size_t)n * size_at(p, p->K));
     }
     MT_CHECK(finish_sends(p, &t_wait));
     MT_CHECK(share_metrics(p, n, train, stats));
@@ -373,6 +492,37 @@ static mt_status run(mt_pipeline *p, int n, int train, mt_step_stats *stats)
 mt_status mt_pipeline_train_step(mt_pipeline *p, mt_step_stats *stats)
 {
     return run(p, p->cfg.batch, 1, stats);
+}
+
+void mt_pipeline_set_detail(mt_pipeline *p, int on)
+{
+    mt_oracle_config *c = &p->detail_cfg;
+
+    p->detail = on;
+    if (!on)
+        return;
+    *c = p->cfg.oracle;
+    c->fallback.residual = 1;
+    for (int i = 0; i < c->n_rules; i++)
+        c->rules[i].inner.residual = 1;
+}
+
+mt_status mt_pipeline_gather_stages(mt_pipeline *p, mt_stage_stats *all)
+{
+    double mine[5] = {p->st.penalty, (double)p->st.iterations, p->st.residual_x,
+                      p->st.residual_w, p->st.lambda_norm};
+    double *rows = p->rank == 0 ? malloc(sizeof(double) * 5 * (size_t)p->size) : NULL;
+    int rc;
+
+    if (p->rank == 0 && !rows)
+        return MT_FAIL(MT_ERR_MEM, "out of memory gathering stage figures");
+    rc = MPI_Gather(mine, 5, MPI_DOUBLE, rows, 5, MPI_DOUBLE, 0, p->comm);
+    for (int s = 0; p->rank == 0 && s < p->size; s++) {
+        const double *r = rows + 5 * s;
+        all[s] = (mt_stage_stats){r[0], (long)r[1], r[2], r[3], r[4]};
+    }
+    free(rows);
+    return mpi_ok(rc, "MPI_Gather");
 }
 
 mt_status mt_pipeline_evaluate(mt_pipeline *p, int n, mt_step_stats *stats)

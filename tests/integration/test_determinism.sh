@@ -5,12 +5,14 @@
 # the gd and penalized oracles.
 source "$(dirname "$0")/common.sh"
 
-run() { # NAME NP THREADS MICRO ORACLE
-    mt "$2" --data "$CIFAR" --net convnet --oracle "$5" --steps 5 --batch 64 \
-        --threads "$3" --micro-batches "$4" --eval-every 0 --log-every 5 \
-        --run-dir "$WORK/$1" --checkpoint-dir "$WORK/ckpt-$1" >"$WORK/$1.log" 2>&1 \
-        || { fail "$1 exited $?"; sed 's/^/    /' "$WORK/$1.log"; return 1; }
-    train_losses "$WORK/$1/metrics.csv" >"$WORK/$1.losses"
+run() { # NAME NP THREADS MICRO ORACLE [EXTRA...]
+    local name=$1 np=$2 threads=$3 micro=$4 oracle=$5
+    shift 5
+    mt "$np" --data "$CIFAR" --net convnet --oracle "$oracle" --steps 5 --batch 64 \
+        --threads "$threads" --micro-batches "$micro" --eval-every 0 --log-every 5 \
+        --run-dir "$WORK/$name" --checkpoint-dir "$WORK/ckpt-$name" "$@" >"$WORK/$name.log" 2>&1 \
+        || { fail "$name exited $?"; sed 's/^/    /' "$WORK/$name.log"; return 1; }
+    train_losses "$WORK/$name/metrics.csv" >"$WORK/$name.losses"
 }
 
 for oracle in gd penalized; do
@@ -30,4 +32,24 @@ for oracle in gd penalized; do
         fi
     done
 done
+# Logging every step (stage figures, solver residuals) leaves the trajectory alone.
+run log5 1 1 1 penalized --inner gd:3 --log-every 5 \
+    && run log1 1 1 1 penalized --inner gd:3 --log-every 1 \
+    && if cmp -s "$WORK/log5.losses" "$WORK/log1.losses"; then
+        pass "--log-every 1 and 5 give the same losses"
+    else
+        fail "--log-every changes the trajectory"
+    fi
+rows=$(awk -F, 'NR > 1' "$WORK/log1/stages.csv" 2>/dev/null | wc -l)
+if [ "$rows" -eq 5 ]; then pass "stages.csv has one row per logged step and stage"
+else fail "stages.csv has $rows rows, expected 5"; fi
+
+# Layer granularity (conv + relu + pool as one op, generic solvers).
+run layer-ref 1 1 1 penalized --granularity layer --inner cg:2 \
+    && run layer-np2 2 1 2 penalized --granularity layer --inner cg:2 \
+    && if cmp -s "$WORK/layer-ref.losses" "$WORK/layer-np2.losses"; then
+        pass "granularity layer: 2 ranks x 2 micro-batches equal 1 rank"
+    else
+        fail "granularity layer: losses differ"
+    fi
 finish

@@ -141,18 +141,21 @@ static void test_gemm_threads_bitwise(void)
     mt_free(a), mt_free(b), mt_free(c1), mt_free(c2), mt_free(g1), mt_free(g2);
 }
 
-/* Row i of mt_gemm_nt / mt_gemm_nn is, bit for bit, the sequential FMA
- * chain over k from 0 (fmaf, correctly rounded like the hardware FMA). */
-static int fma_chain_mismatches(int nt, int rows, int n, int k, const float *a, int lda,
+/* Element (i, j) of mt_gemm_nt / nn / tn is, bit for bit, the sequential
+ * FMA chain over l from 0 (fmaf, correctly rounded like the hardware FMA).
+ * mode: 0 nn, 1 nt, 2 tn (A stored [k][rows]). */
+static int fma_chain_mismatches(int mode, int rows, int n, int k, const float *a, int lda,
                                 const float *b, int ldb, const float *c, int ldc)
 {
     int bad = 0;
     for (int i = 0; i < rows; i++)
         for (int j = 0; j < n; j++) {
             float acc = 0.0f;
-            for (int l = 0; l < k; l++)
-                acc = fmaf(a[(size_t)i * lda + l],
-                           nt ? b[(size_t)j * ldb + l] : b[(size_t)l * ldb + j], acc);
+            for (int l = 0; l < k; l++) {
+                float al = mode == 2 ? a[(size_t)l * lda + i] : a[(size_t)i * lda + l];
+                float bl = mode == 1 ? b[(size_t)j * ldb + l] : b[(size_t)l * ldb + j];
+                acc = fmaf(al, bl, acc);
+            }
             bad += c[(size_t)i * ldc + j] != acc;
         }
     return bad;
@@ -165,20 +168,23 @@ static void test_fma_gemm_exact(void)
     mt_scratch ws = {0};
 
     for (size_t t = 0; t < sizeof(shapes) / sizeof(shapes[0]); t++) {
-        int rows = shapes[t][0], n = shapes[t][1], k = shapes[t][2];
-        int lda = k + 3, ldb_nt = k + 1, ldb_nn = n + 2, ldc = n + 5;
-        float *a = falloc((size_t)rows * lda), *b = falloc((size_t)(n + k + 2) * (n + k + 2));
-        float *c = falloc((size_t)rows * ldc);
-        mt_test_fill(a, (size_t)rows * lda, -1, 1, 50 + t);
-        mt_test_fill(b, (size_t)(n + k + 2) * (n + k + 2), -1, 1, 60 + t);
-        for (int nt = 0; nt < 2; nt++) {
+        int rows = shapes[t][0], n = shapes[t][1], k = shapes[t][2], ldc = n + 5;
+        /* leading dimensions per mode (nn, nt, tn), each with some slack */
+        int lda[3] = {k + 3, k + 3, rows + 2}, ldb[3] = {n + 2, k + 1, n + 2};
+        size_t big = (size_t)(n + k + rows + 4) * (n + k + rows + 4);
+        float *a = falloc(big), *b = falloc(big), *c = falloc((size_t)rows * ldc);
+        mt_test_fill(a, big, -1, 1, 50 + t);
+        mt_test_fill(b, big, -1, 1, 60 + t);
+        for (int mode = 0; mode < 3; mode++) {
             mt_test_fill(c, (size_t)rows * ldc, 5, 6, 70 + t); /* garbage to overwrite */
-            if (nt)
-                MT_TEST_OK(mt_gemm_nt(rows, n, k, a, lda, b, ldb_nt, c, ldc, &ws));
+            if (mode == 0)
+                MT_TEST_OK(mt_gemm_nn(rows, n, k, a, lda[0], b, ldb[0], c, ldc, &ws));
+            else if (mode == 1)
+                MT_TEST_OK(mt_gemm_nt(rows, n, k, a, lda[1], b, ldb[1], c, ldc, &ws));
             else
-                MT_TEST_OK(mt_gemm_nn(rows, n, k, a, lda, b, ldb_nn, c, ldc, &ws));
+                MT_TEST_OK(mt_gemm_tn(rows, n, k, a, lda[2], b, ldb[2], c, ldc, &ws));
             CU_ASSERT_EQUAL(
-                fma_chain_mismatches(nt, rows, n, k, a, lda, b, nt ? ldb_nt : ldb_nn, c, ldc), 0);
+                fma_chain_mismatches(mode, rows, n, k, a, lda[mode], b, ldb[mode], c, ldc), 0);
             /* padding columns of C untouched */
             for (int i = 0; i < rows; i++)
                 CU_ASSERT(c[(size_t)i * ldc + n] >= 5.0f);
@@ -194,6 +200,7 @@ static void test_fma_gemm_invariance(void)
     int rows = 70, n = 1000, k = 700, saved = omp_get_max_threads();
     mt_scratch ws = {0};
     float *a = falloc((size_t)rows * k), *b = falloc((size_t)n * k), *c[2][2];
+    float *tn1 = falloc((size_t)k * n), *tn2 = falloc((size_t)k * n);
     float one[1000];
 
     mt_test_fill(a, (size_t)rows * k, -1, 1, 80);
@@ -204,7 +211,9 @@ static void test_fma_gemm_invariance(void)
         c[t][1] = falloc((size_t)rows * n);
         MT_TEST_OK(mt_gemm_nt(rows, n, k, a, k, b, k, c[t][0], n, &ws));
         MT_TEST_OK(mt_gemm_nn(rows, n, k, a, k, b, n, c[t][1], n, &ws));
+        MT_TEST_OK(mt_gemm_tn(k, n, rows, a, k, b, n, t == 0 ? tn1 : tn2, n, &ws));
     }
+    CU_ASSERT(memcmp(tn1, tn2, sizeof(float) * k * n) == 0);
     omp_set_num_threads(saved);
     CU_ASSERT(memcmp(c[0][0], c[1][0], sizeof(float) * rows * n) == 0);
     CU_ASSERT(memcmp(c[0][1], c[1][1], sizeof(float) * rows * n) == 0);
@@ -214,7 +223,7 @@ static void test_fma_gemm_invariance(void)
     CU_ASSERT(memcmp(one, c[0][1] + 37 * n, sizeof(float) * n) == 0);
     for (int t = 0; t < 2; t++)
         mt_free(c[t][0]), mt_free(c[t][1]);
-    mt_free(a), mt_free(b);
+    mt_free(a), mt_free(b), mt_free(tn1), mt_free(tn2);
     mt_scratch_free(&ws);
 }
 

@@ -203,6 +203,7 @@ static void test_conv_derivatives(void)
     check_derivatives(conv(cifar, 8, 3, 1, 1), 35, 0, 270); /* two weight blocks */
     check_derivatives(conv(big, 16, 1, 1, 0), 2, 0, 280);   /* pointwise, 3 chunks */
     check_derivatives(conv(wide, 8, 3, 1, 1), 2, 0, 290);   /* im2col, 4 chunks */
+    check_derivatives(conv(cifar, 96, 3, 1, 1), 3, 0, 295); /* c k k < out channels */
 }
 
 static void test_other_derivatives(void)
@@ -382,6 +383,7 @@ static void test_threads_bitwise(void)
     check_threads(conv(wide, 32, 3, 2, 1));
     CU_ASSERT(chunked(deep, 3, 1, 1));
     check_threads(conv(deep, 32, 3, 1, 1)); /* two column chunks */
+    check_threads(conv(cifar, 96, 3, 1, 1)); /* c k k < out channels */
 }
 
 /* PyTorch bounds +-1/sqrt(fan_in), weights then bias from the same stream,
@@ -434,7 +436,7 @@ static void test_metadata(void)
     CU_ASSERT_STRING_EQUAL(op->tensors[1].suffix, "bias");
     CU_ASSERT(op->tensors[1].offset == 3072 * 4000 && op->tensors[1].n == 4000);
     CU_ASSERT_EQUAL(op->flops, 2.0 * 3072 * 4000);
-    CU_ASSERT(op->is_affine && !op->vt->solve_x && !op->vt->solve_w);
+    CU_ASSERT(op->is_affine && op->vt->solve_x && op->vt->solve_w); /* closed forms wired */
     mt_op_destroy(&op);
     CU_ASSERT_PTR_NULL(op);
     mt_op_destroy(&op); /* accepts NULL */
