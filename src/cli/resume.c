@@ -207,7 +207,7 @@ void mt_ckpt_prune(const char *dir, const char *net, long keep, long step)
     /* Left by a writer that was killed: never renamed, never readable. */
     if ((d = opendir(dir))) {
         while ((e = readdir(d)))
-            if (ours(e->d_name, net, ".tmp"))
+            if (ours(e->d_name, net, ".tmp") || ours(e->d_name, net, ".reserve"))
                 remove_file(dir, e->d_name);
         closedir(d);
     }

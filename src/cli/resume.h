@@ -33,7 +33,7 @@ mt_status mt_resume_auto(MPI_Comm comm, mt_pipeline *p, const mt_model *m, const
 /* Rank 0 only. After checkpoint `step` was written: delete the older
  * checkpoints of `net` in `dir` beyond the newest `keep` (0 keeps all; files
  * of later steps, left by an earlier attempt, are not counted) and stale
- * "<net>-step*.h5.tmp" files. Failures to delete are warnings. */
+ * "<net>-step*.h5.tmp" and ".reserve" files. Failures to delete are warnings. */
 void mt_ckpt_prune(const char *dir, const char *net, long keep, long step);
 
 /* Rank 0 only. Drop the rows of <dir>/metrics.csv and <dir>/stages.csv
