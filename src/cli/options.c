@@ -325,9 +325,12 @@ void mt_options_usage(FILE *out)
         fprintf(out, "  --%s%s\n      %s\n", r->name, arg, r->help);
     }
     mt_options_describe(&d, desc, sizeof desc);
-    fprintf(out, "\ndefaults: %s\n\nexit codes: 0 done, 1 run failed (I/O, non-finite values, MPI), 2 bad "
-                 "option, data or\ncheckpoint (nothing written), 3 stopped by SIGUSR1, SIGTERM or SIGINT "
-                 "after writing a\ncheckpoint: requeue with --resume auto\n", desc);
+    fprintf(out, "\ndefaults: %s\n\nexit codes:\n"
+                 "  0  done\n"
+                 "  1  the run failed (I/O such as a full disk, non-finite values, MPI)\n"
+                 "  2  bad option, data or checkpoint (one line names it; nothing written)\n"
+                 "  3  stopped by SIGUSR1, SIGTERM or SIGINT after writing a checkpoint:\n"
+                 "     requeue the same command with --resume auto\n", desc);
 }
 
 void mt_options_describe(const mt_options *o, char *buf, size_t cap)
@@ -342,5 +345,6 @@ void mt_options_describe(const mt_options *o, char *buf, size_t cap)
              o->schedule_name, p->oracle.gamma, p->oracle.prox_tau, p->oracle.dtp_rho,
              p->oracle.wd,
              mt_optim_name(p->optim.kind), p->optim.lr, p->optim.momentum, p->optim.nesterov,
-             o->lr_schedule_text, p->batch, p->micro_batches, o->epochs, o->steps, (unsigned long long)o->seed);
+             o->lr_schedule_text, p->batch, p->micro_batches, o->epochs, o->steps,
+             (unsigned long long)o->seed);
 }

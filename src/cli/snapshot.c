@@ -7,10 +7,12 @@
  * attribute (digest, position and problem checks), then the tensors (the
  * checkpoint room checks the completeness marker and every CRC-32).
  */
+#define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "cli/boundary.h"
@@ -124,6 +126,7 @@ static mt_status write_latest(const char *dir, const char *file)
 {
     char path[1100], tmp[1110];
     FILE *f;
+    int bad;
 
     snprintf(path, sizeof path, "%s/latest", dir);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
@@ -131,7 +134,9 @@ static mt_status write_latest(const char *dir, const char *file)
     if (!f)
         return MT_FAIL(MT_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
     fprintf(f, "%s\n", file);
-    if (fclose(f) != 0 || rename(tmp, path) != 0) {
+    bad = fflush(f) != 0 || fsync(fileno(f)) != 0; /* on disk before the rename */
+    bad = fclose(f) != 0 || bad;
+    if (bad || rename(tmp, path) != 0) {
         mt_status st = MT_FAIL(MT_ERR_IO, "cannot update %s: %s", path, strerror(errno));
         remove(tmp);
         return st;

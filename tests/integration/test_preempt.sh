@@ -9,6 +9,7 @@
 # and evaluations, 17 digits) and every tensor of the final checkpoint must
 # equal an uninterrupted run's bit for bit; the cosine schedule (over the
 # whole run) and --keep 2 / --checkpoint-every 7 are active throughout.
+# Last, timed checkpoints (--checkpoint-minutes) on 4 ranks.
 source "$(dirname "$0")/common.sh"
 source "$(dirname "$0")/exact_lib.sh"
 small_data
@@ -66,6 +67,19 @@ if [ $code -eq 0 ]; then
 else
     fail "the last attempt exited $code"; tail -5 "$WORK/log"
 fi
+# --checkpoint-minutes: rank 0's clock decides, every rank follows at the same
+# step (4 ranks); the checkpoints change nothing in the trajectory.
+mt 4 "${a[@]}" --checkpoint-every 0 --checkpoint-minutes 0.004 --keep 0 --run-dir "$WORK/timed" \
+    --checkpoint-dir "$WORK/ck-timed" >"$WORK/log" 2>&1
+code=$?
+timed=$(ls "$WORK/ck-timed" | grep -c '\.h5$')
+if [ $code -eq 0 ] && [ "$timed" -ge 3 ]; then
+    same_run "--checkpoint-minutes 0.004 on 4 ranks ($timed checkpoints)" "$WORK/timed" \
+        "$WORK/ck-timed/convnet-step00000040.h5"
+else
+    fail "--checkpoint-minutes: exit $code, $timed checkpoints"; tail -3 "$WORK/log"
+fi
+
 kept=$(ls "$WORK/ck" | grep -c '\.h5$')
 [ "$kept" -eq 2 ] && pass "--keep 2 left 2 checkpoints" || fail "--keep 2 left $kept: $(ls "$WORK/ck")"
 finish
