@@ -12,6 +12,7 @@
 
 #include "cli/control.h"
 #include "cli/report.h"
+#include "cli/resume.h"
 #include "cli/snapshot.h"
 
 /* ---- options ------------------------------------------------------------ */
@@ -276,8 +277,12 @@ static mt_status maybe_save(ctl_ctx *c)
 {
     long every = c->o->checkpoint_every;
 
+    /* A control task has one "sample" and one step per "epoch". */
+    mt_snapshot_pos pos = {c->iter, 1, 1, ""};
+    char file[256];
+
     if (every > 0 && (due(c->iter, every) || c->iter == c->o->iterations))
-        MT_CHECK(mt_snapshot_save(c->comm, c->pipe, c->o, c->iter));
+        MT_CHECK(mt_snapshot_save(c->comm, c->pipe, c->model, c->o, &pos, file, sizeof file));
     return MT_OK;
 }
 
@@ -323,7 +328,13 @@ int mt_control_run(MPI_Comm comm, mt_options *o)
 
     code = agree(&c, build(&c));
     if (code == MT_EXIT_OK && o->resume[0]) {
-        code = agree(&c, mt_snapshot_load(comm, c.pipe, o, &c.iter));
+        mt_snapshot_pos pos = {0, 1, 1, ""};
+        char used[1024] = "";
+        if (strcmp(o->resume, "auto") == 0)
+            code = agree(&c, mt_resume_auto(comm, c.pipe, c.model, o, &pos, used, sizeof used));
+        else
+            code = agree(&c, mt_snapshot_load(comm, c.pipe, c.model, o, o->resume, &pos));
+        c.iter = pos.step;
         c.first_row = c.iter + 1; /* the saving run wrote row `iter` */
     }
     if (code == MT_EXIT_OK && c.iter > o->iterations)

@@ -187,6 +187,7 @@ int mt_pipeline_size(const mt_pipeline *p) { return p->size; }
 float *mt_pipeline_input(mt_pipeline *p) { return p->rank == 0 ? p->x[0] : NULL; }
 int32_t *mt_pipeline_labels(mt_pipeline *p) { return p->labels; }
 long *mt_pipeline_optim_steps(mt_pipeline *p) { return &p->opt->steps; }
+void mt_pipeline_set_lr(mt_pipeline *p, double lr) { p->opt->cfg.lr = lr; }
 
 float *mt_pipeline_op_params(mt_pipeline *p, int t)
 {
