@@ -341,10 +341,24 @@ static void count(mt_pipeline *p, const mt_solve_report *rep, int weights)
         *worst = rep->residual;
 }
 
+/* The lowest op whose input problem matters. On the first stage, the inputs
+ * of the ops up to the first op with parameters depend on the data alone:
+ * no weight solve reads the adjoints there, so those input problems are
+ * skipped (for mlp this is the 3072 x 4000 layer's, the costliest of all). */
+static int first_needed(const mt_pipeline *p)
+{
+    if (p->rank > 0)
+        return 0;
+    for (int k = 0; k < p->K; k++)
+        if (p->model->ops[p->a + k]->n_params > 0)
+            return k + 1;
+    return p->K;
+}
+
 static mt_status backward_micro(mt_pipeline *p, int M, int m, int lo, int hi, double *t_wait)
 {
     const int n = hi - lo;
-    const int k_stop = p->rank == 0 ? 1 : 0; /* lambda_0 is never needed */
+    const int k_stop = first_needed(p);
 
     if (p->rank < p->size - 1)
         MT_CHECK(await(p, &p->recv_bwd[m], tag_of(p, M, m, DIR_BACKWARD), t_wait));
