@@ -9,7 +9,7 @@ cd "$here"
 
 bash jobs/setup.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j "${MTRAIN_BUILD_JOBS:-2}"
+cmake --build build -j "${MTRAIN_BUILD_JOBS:-2}" --target mtrain
 
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 ranks=${MTRAIN_RANKS:-8}

@@ -11,6 +11,12 @@
  *
  * Attributes on the root group: int64 scalars and strings (step, epoch,
  * seed, format_version, net, config, ...).
+ *
+ * Integrity: every dataset carries its CRC-32 (zlib, of the float32 bytes)
+ * as int64 attribute "crc32", checked by the owner after reading; the root
+ * group carries MT_CKPT_COMPLETE_ATTR, written last. HDF5 metadata is
+ * written in the 1.8 format, whose object headers and superblock carry
+ * checksums.
  */
 #ifndef MTRAIN_CHECKPOINT_H
 #define MTRAIN_CHECKPOINT_H
@@ -19,7 +25,12 @@
 
 #include "mtrain/core.h"
 
-#define MT_CKPT_FORMAT_VERSION 1
+/* Version 2: CRC-32 of every dataset's data, completeness marker, HDF5
+ * 1.8-style metadata with checksums. */
+#define MT_CKPT_FORMAT_VERSION 2
+/* The root attribute (int64, 1) written after everything else: a file
+ * without it is incomplete and is refused by mt_checkpoint_read. */
+#define MT_CKPT_COMPLETE_ATTR "complete"
 
 typedef struct {
     char name[96];  /* HDF5 path of the dataset */
@@ -63,10 +74,14 @@ mt_status mt_checkpoint_write(MPI_Comm comm, const char *path, const mt_ckpt_sta
  * Never modifies the file. Returns the same status on every rank: MT_ERR_IO
  * (missing or unreadable file), MT_ERR_FORMAT (not HDF5, truncated, dataset
  * missing / not float32 / other shape, attribute missing / other kind /
- * longer than 4095 bytes), MT_ERR_ARG (bad or differing lists). Datasets and
+ * longer than 4095 bytes, no completeness marker, a dataset's CRC-32 not
+ * matching its data), MT_ERR_ARG (bad or differing lists). Datasets and
  * attributes are all checked before any buffer is written, so a format
- * error leaves the buffers and st->attrs as they were (an I/O error while
- * reading data may leave some owner buffers filled). */
+ * error in the metadata leaves the buffers and st->attrs as they were (an
+ * I/O error or a CRC mismatch while reading data may leave some owner
+ * buffers filled; st->attrs is only filled on success). A read of
+ * attributes alone (n_tensors = 0) does not require the completeness marker,
+ * so that a caller can look at a version attribute first. */
 mt_status mt_checkpoint_read(MPI_Comm comm, const char *path, mt_ckpt_state *st);
 
 /* The attribute called `name` in st->attrs, or NULL. Local, no MPI. */

@@ -21,6 +21,7 @@
 
 #include "mtrain/core.h"
 #include "mtrain/loss.h"
+#include "mtrain/model.h"
 #include "mtrain/op.h"
 
 /* Pendulum constants: time step, mass, length, friction, gravity. */
@@ -55,5 +56,14 @@ mt_status mt_loss_pendulum_create(mt_loss **loss);
  * of T pendulum ops bit for bit. MT_ERR_ARG when T < 0 or a needed pointer
  * is NULL. Thread safe (no shared state). */
 mt_status mt_pendulum_rollout(int T, const float *w, float *states, double *cost);
+
+/* The swing-up as a chain (model.h): T pendulum steps named "control.1" ..
+ * "control.<T>" (so the controls are the tensors control.<t>.control, w_t of
+ * ALGORITHMS.md section 8) and the terminal cost; net name "pendulum", input
+ * shape (2, 1, 1) (the state x_0, fed as one sample). MT_ERR_ARG when T < 1
+ * or T > MT_PENDULUM_MAX_HORIZON, MT_ERR_MEM on allocation failure; free
+ * with mt_model_destroy. */
+#define MT_PENDULUM_MAX_HORIZON 10000
+mt_status mt_model_build_pendulum(int T, mt_model **model);
 
 #endif

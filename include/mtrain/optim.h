@@ -1,7 +1,8 @@
 /*
  * optim.h - turn directions g into steps, PyTorch's update rules.
  *
- *   plain  w <- w - g                                (Moreau gradient descent)
+ *   plain  w <- w - lr g, no state (lr = 1: the Moreau gradient descent;
+ *          torch.optim.SGD with momentum 0)
  *   sgd    b <- mu b + g (b = g at the first step);  w <- w - lr b,
  *          Nesterov: w <- w - lr (g + mu b)
  *   adam   m <- b1 m + (1-b1) g;  v <- b2 v + (1-b2) g^2;

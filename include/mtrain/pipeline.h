@@ -102,6 +102,8 @@ mt_status mt_pipeline_ckpt_tensors(mt_pipeline *p, mt_ckpt_state *st);
 void mt_pipeline_ckpt_free(mt_ckpt_state *st);
 /* Number of optimiser updates done (saved and restored with the state). */
 long *mt_pipeline_optim_steps(mt_pipeline *p);
+/* Set the optimiser's learning rate for the next steps (a schedule). Local. */
+void mt_pipeline_set_lr(mt_pipeline *p, double lr);
 
 /* This rank's stage parameters (for tests): first op, op count, block. */
 float *mt_pipeline_op_params(mt_pipeline *p, int t);

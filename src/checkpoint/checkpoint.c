@@ -4,10 +4,12 @@
  *
  * Write: every rank creates every group, dataset and attribute of path.tmp
  * in the same order (HDF5 metadata operations are collective), then each
- * owner writes its tensors with independent transfers, all close the file,
- * and rank 0 syncs it and renames it over path. Read: every rank opens the
- * file read-only and checks every dataset's type and shape and the requested
- * attributes before any owner reads its tensors.
+ * owner writes its tensors with independent transfers, all write the
+ * datasets' CRC-32 and last the completeness marker (ckpt_integrity.c), all
+ * close the file, and rank 0 syncs it and renames it over path. Read: every
+ * rank opens the file read-only and checks the marker, every dataset's type,
+ * shape and checksum attribute and the requested attributes before any
+ * owner reads its tensors and checks their CRC-32.
  *
  * Data transfers are independent, not collective: each tensor is one
  * contiguous block written or read whole by a single rank, so there is
@@ -55,10 +57,25 @@ static mt_status write_owned(int rank, const char *tmp, const mt_ckpt_state *st,
         const mt_ckpt_tensor *t = &st->tensors[i];
         if (t->owner != rank)
             continue;
-        if (H5Dwrite(dsets[i], H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, t->data) < 0)
-            return MT_CKPT_H5_FAIL(MT_ERR_IO, tmp, "cannot write dataset %s", t->name);
+        if (H5Dwrite(dsets[i], H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, t->data) < 0) {
+            char room[MT_CKPT_PATH_MAX + 64];
+            mt_ckpt_fs_free_note(tmp, room, sizeof room);
+            return MT_CKPT_H5_FAIL(MT_ERR_IO, tmp, "cannot write dataset %s%s", t->name, room);
+        }
     }
     return MT_OK;
+}
+
+/* A generous bound on the metadata HDF5 writes when closing the file:
+ * object headers, group indexes and attributes (measured: ~1 KiB per
+ * dataset and the attribute text). */
+static size_t metadata_bytes(const mt_ckpt_state *st)
+{
+    size_t n = 256 * 1024 + 4096 * (size_t)st->n_tensors;
+
+    for (int i = 0; i < st->n_attrs; i++)
+        n += 512 + (st->attrs[i].is_string ? 2 * strlen(st->attrs[i].text) : 8);
+    return n;
 }
 
 /* Collective: the whole of path.tmp, closed; the same status on every rank. */
@@ -74,11 +91,21 @@ static mt_status write_tmp(MPI_Comm comm, int rank, const char *tmp, const mt_ck
         status = mt_ckpt_agree(comm, create_layout(file, tmp, st, dsets));
     if (status == MT_OK)
         status = mt_ckpt_agree(comm, write_owned(rank, tmp, st, dsets));
+    if (status == MT_OK)
+        status = mt_ckpt_agree(comm, mt_ckpt_seal(comm, rank, file, tmp, st, dsets));
 
     /* MPI_File_sync on every rank, so that the data are on storage whichever
      * node wrote them before rank 0 makes the file visible. */
     if (status == MT_OK && H5Fflush(file, H5F_SCOPE_GLOBAL) < 0)
         status = MT_CKPT_H5_FAIL(MT_ERR_IO, tmp, "cannot flush the file");
+    status = mt_ckpt_agree(comm, status);
+
+    /* The close writes the metadata. Were that to fail (a full disk), HDF5
+     * 1.10 would keep a half-closed file that crashes it at MPI_Finalize, and
+     * a rank-local failure inside the collective close could hang the
+     * others: the reserve is freed now to give the close its room, and a
+     * failed file, lost anyway, is emptied too. */
+    mt_ckpt_fs_make_room(comm, rank, tmp, status != MT_OK);
 
     closed = dsets ? mt_ckpt_h5_close(tmp, file, dsets, st->n_tensors) : MT_OK;
     free(dsets);
@@ -99,6 +126,10 @@ mt_status mt_checkpoint_write(MPI_Comm comm, const char *path, const mt_ckpt_sta
     /* A missing directory is one clear message rather than an MPI-IO one. */
     MT_CHECK(mt_ckpt_agree(comm, rank == 0 ? mt_ckpt_fs_check_target(path) : MT_OK));
 
+    /* Room for the metadata, taken before HDF5 writes anything (see
+     * write_tmp); a disk too full for it fails here, cleanly. */
+    MT_CHECK(mt_ckpt_agree(comm, rank == 0 ? mt_ckpt_fs_reserve(tmp, metadata_bytes(st)) : MT_OK));
+
     status = write_tmp(comm, rank, tmp, st);
     if (rank == 0 && status == MT_OK)
         status = mt_ckpt_fs_publish(tmp, path);
@@ -110,19 +141,25 @@ mt_status mt_checkpoint_write(MPI_Comm comm, const char *path, const mt_ckpt_sta
     return MT_OK;
 }
 
-/* Every rank checks every dataset (metadata reads), then the attributes. */
+/* Every rank checks the completeness marker, every dataset and its
+ * checksum (metadata reads), then the attributes. */
 static mt_status check_layout(hid_t file, const char *path, const mt_ckpt_state *st, hid_t *dsets,
-                              mt_ckpt_attr *attrs)
+                              uint32_t *crcs, mt_ckpt_attr *attrs)
 {
-    for (int i = 0; i < st->n_tensors; i++)
+    if (st->n_tensors > 0) /* a look at attributes alone may precede it */
+        MT_CHECK(mt_ckpt_check_complete(file, path));
+    for (int i = 0; i < st->n_tensors; i++) {
         MT_CHECK(mt_ckpt_h5_dataset_check(file, path, &st->tensors[i], &dsets[i]));
+        MT_CHECK(mt_ckpt_read_crc(dsets[i], path, st->tensors[i].name, &crcs[i]));
+    }
     for (int i = 0; i < st->n_attrs; i++)
         MT_CHECK(mt_ckpt_h5_attr_read(file, path, &attrs[i]));
     return MT_OK;
 }
 
-/* Independent: each owner fills its buffers. */
-static mt_status read_owned(int rank, const char *path, mt_ckpt_state *st, const hid_t *dsets)
+/* Independent: each owner fills its buffers and checks their CRC-32. */
+static mt_status read_owned(int rank, const char *path, mt_ckpt_state *st, const hid_t *dsets,
+                            const uint32_t *crcs)
 {
     for (int i = 0; i < st->n_tensors; i++) {
         mt_ckpt_tensor *t = &st->tensors[i];
@@ -130,6 +167,7 @@ static mt_status read_owned(int rank, const char *path, mt_ckpt_state *st, const
             continue;
         if (H5Dread(dsets[i], H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, t->data) < 0)
             return MT_CKPT_H5_FAIL(MT_ERR_FORMAT, path, "cannot read dataset %s", t->name);
+        MT_CHECK(mt_ckpt_verify_crc(path, t, crcs[i]));
     }
     return MT_OK;
 }
@@ -139,22 +177,24 @@ static mt_status read_open_file(MPI_Comm comm, int rank, const char *path, hid_t
                                 mt_ckpt_state *st)
 {
     mt_ckpt_attr *attrs;
+    uint32_t *crcs = calloc((size_t)st->n_tensors + 1, sizeof *crcs);
     mt_status status;
     size_t attrs_bytes = sizeof *attrs * (size_t)(st->n_attrs > 0 ? st->n_attrs : 1);
 
     /* Attributes go to a copy first: on failure the caller's list is intact. */
     attrs = malloc(attrs_bytes);
-    status = attrs ? MT_OK : MT_FAIL(MT_ERR_MEM, "%s: out of memory for attributes", path);
+    status = attrs && crcs ? MT_OK : MT_FAIL(MT_ERR_MEM, "%s: out of memory for attributes", path);
     if (status == MT_OK && st->n_attrs > 0)
         memcpy(attrs, st->attrs, sizeof *attrs * (size_t)st->n_attrs);
     status = mt_ckpt_agree(comm, status);
     if (status == MT_OK)
-        status = mt_ckpt_agree(comm, check_layout(file, path, st, dsets, attrs));
+        status = mt_ckpt_agree(comm, check_layout(file, path, st, dsets, crcs, attrs));
     if (status == MT_OK)
-        status = mt_ckpt_agree(comm, read_owned(rank, path, st, dsets));
+        status = mt_ckpt_agree(comm, read_owned(rank, path, st, dsets, crcs));
     if (status == MT_OK && st->n_attrs > 0)
         memcpy(st->attrs, attrs, sizeof *attrs * (size_t)st->n_attrs);
     free(attrs);
+    free(crcs);
     return status;
 }
 

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "checkpoint/ckpt_internal.h"
@@ -98,4 +99,59 @@ void mt_ckpt_fs_discard(const char *tmp)
 {
     if (unlink(tmp) != 0 && errno != ENOENT)
         mt_log_rank(MT_LOG_WARN, "%s: could not remove it: %s", tmp, strerror(errno));
+}
+
+static void reserve_name(const char *tmp, char *out, size_t cap)
+{
+    size_t len = strlen(tmp);
+
+    /* "<name>.h5.tmp" -> "<name>.h5.reserve" */
+    if (len > 4 && strcmp(tmp + len - 4, ".tmp") == 0)
+        len -= 4;
+    snprintf(out, cap, "%.*s.reserve", (int)len, tmp);
+}
+
+void mt_ckpt_fs_free_note(const char *path, char *out, size_t cap)
+{
+    char dir[MT_CKPT_PATH_MAX];
+    struct statvfs sv;
+
+    dir_of(path, dir, sizeof dir);
+    out[0] = '\0';
+    if (statvfs(dir, &sv) == 0)
+        snprintf(out, cap, "; %s has %llu KiB free", dir,
+                 (unsigned long long)sv.f_bavail * sv.f_frsize / 1024);
+}
+
+mt_status mt_ckpt_fs_reserve(const char *tmp, size_t n_bytes)
+{
+    char name[MT_CKPT_PATH_MAX + 16], room[MT_CKPT_PATH_MAX + 64];
+    int fd, err;
+
+    reserve_name(tmp, name, sizeof name);
+    fd = open(name, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0)
+        return MT_FAIL(MT_ERR_IO, "%s: cannot create it: %s", name, strerror(errno));
+    err = posix_fallocate(fd, 0, (off_t)n_bytes);
+    close(fd);
+    if (err == 0)
+        return MT_OK;
+    unlink(name);
+    mt_ckpt_fs_free_note(tmp, room, sizeof room);
+    return MT_FAIL(MT_ERR_IO, "%s: cannot reserve %zu KiB for the checkpoint's metadata: %s%s",
+                   name, n_bytes / 1024, strerror(err), room);
+}
+
+void mt_ckpt_fs_make_room(MPI_Comm comm, int rank, const char *tmp, int failed)
+{
+    char name[MT_CKPT_PATH_MAX + 16];
+
+    if (rank == 0) {
+        reserve_name(tmp, name, sizeof name);
+        if (unlink(name) != 0 && errno != ENOENT)
+            mt_log_rank(MT_LOG_WARN, "%s: could not remove it: %s", name, strerror(errno));
+        if (failed && truncate(tmp, 0) != 0 && errno != ENOENT)
+            mt_log_rank(MT_LOG_WARN, "%s: could not empty it: %s", tmp, strerror(errno));
+    }
+    MPI_Barrier(comm);
 }

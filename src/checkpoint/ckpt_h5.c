@@ -67,8 +67,13 @@ static mt_status open_file(MPI_Comm comm, const char *path, int create, hid_t *f
     if (fapl < 0 || H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL) < 0) {
         status = MT_CKPT_H5_FAIL(MT_ERR_HDF5, path, "cannot set up the MPI-IO file driver");
     } else if (create) {
-        *file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-        if (*file < 0)
+        /* The 1.8 format: superblock v2 and object headers v2 carry
+         * checksums, so damaged metadata is refused rather than misread. */
+        if (H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST) < 0)
+            status = MT_CKPT_H5_FAIL(MT_ERR_HDF5, path, "cannot select the file format");
+        else
+            *file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+        if (status == MT_OK && *file < 0)
             status = MT_CKPT_H5_FAIL(MT_ERR_IO, path, "cannot create the HDF5 file");
     } else {
         /* The probe found an HDF5 signature: failing now means damage. */

@@ -64,6 +64,24 @@ mt_status mt_ckpt_h5_attr_write(hid_t file, const char *path, const mt_ckpt_attr
  * or of the other kind). */
 mt_status mt_ckpt_h5_attr_read(hid_t file, const char *path, mt_ckpt_attr *a);
 
+/* ---- ckpt_integrity.c: checksums and the completeness marker ---------- */
+
+/* zlib's CRC-32 of n floats' bytes. Local, thread safe. */
+uint32_t mt_ckpt_crc(const float *data, size_t n);
+/* Collective, after the owners wrote their data: every dataset gets its
+ * CRC-32 as attribute "crc32", then the root group the completeness marker.
+ * Returns the same status on every rank for the MPI part; HDF5 failures
+ * there are metadata failures, alike on every rank. */
+mt_status mt_ckpt_seal(MPI_Comm comm, int rank, hid_t file, const char *path,
+                       const mt_ckpt_state *st, const hid_t *dsets);
+/* The completeness marker is present and 1 (MT_ERR_FORMAT otherwise). */
+mt_status mt_ckpt_check_complete(hid_t file, const char *path);
+/* The stored CRC-32 of a dataset (MT_ERR_FORMAT when missing or invalid). */
+mt_status mt_ckpt_read_crc(hid_t dset, const char *path, const char *name, uint32_t *crc);
+/* The tensor's buffer, just read, has CRC-32 `want` (MT_ERR_FORMAT naming
+ * the dataset otherwise). */
+mt_status mt_ckpt_verify_crc(const char *path, const mt_ckpt_tensor *t, uint32_t want);
+
 /* ---- ckpt_fs.c: the file system around the HDF5 file (rank 0) ----------- */
 
 /* The directory of `path` exists and `path` is not a directory. */
@@ -73,6 +91,16 @@ mt_status mt_ckpt_fs_check_target(const char *path);
 mt_status mt_ckpt_fs_probe(const char *path);
 /* fsync tmp, rename it over path, fsync the directory. */
 mt_status mt_ckpt_fs_publish(const char *tmp, const char *path);
+/* "; <dir> has N KiB free" for the directory of `path` ("" if unknown). */
+void mt_ckpt_fs_free_note(const char *path, char *out, size_t cap);
+/* Allocate n_bytes on disk in "<tmp>.reserve" (posix_fallocate), so that
+ * a full disk fails here rather than in HDF5's close (MT_ERR_IO naming the
+ * free space). */
+mt_status mt_ckpt_fs_reserve(const char *tmp, size_t n_bytes);
+/* Collective. Rank 0 frees the reserve of tmp and, when `failed`, truncates
+ * tmp (a failed, still open file) to 0 bytes, so that the close can write
+ * its metadata on a full disk; all ranks wait for it. */
+void mt_ckpt_fs_make_room(MPI_Comm comm, int rank, const char *tmp, int failed);
 /* Remove tmp if present (failures are ignored: this runs on error paths). */
 void mt_ckpt_fs_discard(const char *tmp);
 

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/control.h"
 #include "cli/options.h"
 
 typedef enum { OPT_FLAG, OPT_LONG, OPT_DOUBLE, OPT_STRING, OPT_CHOICE } opt_type;
@@ -51,7 +52,11 @@ static const opt_row rows[] = {
      "sigma per op: constant, or sigma^(T-t+1) for op t of T"},
     {"weight-decay", OPT_DOUBLE, P(oracle.wd), 0, 1, 0, NULL, "weight decay wd >= 0"},
     {"optim", OPT_CHOICE, F(optim_name), 0, 0, 0, "plain|sgd|adam", "optimiser"},
-    {"lr", OPT_DOUBLE, P(optim.lr), 0, 1e6, 1, NULL, "learning rate > 0 (sgd, adam)"},
+    {"lr", OPT_DOUBLE, P(optim.lr), 0, 1e6, 1, NULL,
+     "learning rate > 0 (sgd, adam; plain: w -= lr g, default 1)"},
+    {"lr-schedule", OPT_STRING, F(lr_schedule_text), 0, 0, 0, NULL,
+     "const, step:EVERY:FACTOR (lr x FACTOR every EVERY steps) or cosine[:T] (to 0\n"
+     "      over T steps, default the whole run); a function of the step alone"},
     {"momentum", OPT_DOUBLE, P(optim.momentum), 0, 0.999999, 0, NULL, "sgd momentum in [0,1)"},
     {"nesterov", OPT_FLAG, P(optim.nesterov), 0, 0, 0, NULL, "Nesterov momentum (sgd)"},
     {"batch", OPT_LONG, P(batch), 1, 8192, 0, NULL, "mini-batch size"},
@@ -67,9 +72,20 @@ static const opt_row rows[] = {
     {"checkpoint-dir", OPT_STRING, F(checkpoint_dir), 0, 0, 0, NULL, "checkpoint directory"},
     {"checkpoint-every", OPT_LONG, F(checkpoint_every), 0, 1e9, 0, NULL,
      "checkpoint period in steps (0: at the end only)"},
-    {"resume", OPT_STRING, F(resume), 0, 0, 0, NULL, "checkpoint file to continue from"},
+    {"checkpoint-minutes", OPT_DOUBLE, F(checkpoint_minutes), 0, 1e6, 0, NULL,
+     "also checkpoint when this many minutes passed since the last one (0: off)"},
+    {"keep", OPT_LONG, F(keep), 0, 1e6, 0, NULL,
+     "keep the newest N checkpoints in --checkpoint-dir, delete older ones (0: all)"},
+    {"resume", OPT_STRING, F(resume), 0, 0, 0, NULL,
+     "checkpoint file to continue from, or auto: the newest complete checkpoint in\n"
+     "      --checkpoint-dir (a damaged one is skipped with a warning), fresh start if none"},
     {"log-every", OPT_LONG, F(log_every), 1, 1e9, 0, NULL, "progress line period in steps"},
     {"run-dir", OPT_STRING, F(run_dir), 0, 0, 0, NULL, "directory for metrics.csv"},
+    {"task", OPT_CHOICE, F(task), 0, 0, 0, "pendulum", MT_CONTROL_TASK_HELP},
+    {"horizon", OPT_LONG, F(horizon), 1, MT_PENDULUM_MAX_HORIZON, 0, NULL,
+     "control task: time steps T (default 50); at least the number of ranks"},
+    {"iterations", OPT_LONG, F(iterations), 1, 1e9, 0, NULL,
+     "control task: optimiser steps (default 300)"},
     {"inject-delay", OPT_LONG, P(delay_us), 0, 1e7, 0, NULL,
      "testing: random delay of up to N microseconds before every pipeline message"},
     {"help", OPT_FLAG, F(help), 0, 0, 0, NULL, "print this help and exit"},
@@ -88,6 +104,7 @@ static void set_defaults(mt_options *o)
     snprintf(o->granularity, sizeof o->granularity, "op");
     snprintf(o->dataset_name, sizeof o->dataset_name, "auto");
     snprintf(o->checkpoint_dir, sizeof o->checkpoint_dir, "checkpoints");
+    snprintf(o->lr_schedule_text, sizeof o->lr_schedule_text, "const");
     o->pipe.batch = 128;
     o->pipe.micro_batches = 1;
     o->pipe.oracle.kappa = 1.0;
@@ -114,8 +131,10 @@ static size_t field_cap(const opt_row *r)
 {
     if (r->offset == F(net) || r->offset == F(oracle_name) || r->offset == F(optim_name) ||
         r->offset == F(dataset_name) || r->offset == F(schedule_name) ||
-        r->offset == F(granularity))
+        r->offset == F(granularity) || r->offset == F(task))
         return 16;
+    if (r->offset == F(lr_schedule_text))
+        return sizeof(((mt_options *)0)->lr_schedule_text);
     return r->offset == F(inner_text) ? sizeof(((mt_options *)0)->inner_text) : 1024;
 }
 
@@ -201,6 +220,8 @@ static int given(const mt_options *o, const char *name)
     return 0;
 }
 
+int mt_options_given(const mt_options *o, const char *name) { return given(o, name); }
+
 /* Defaults that depend on the oracle, for the options not given:
  *   penalized  sigma = batch (lambda_T is then the per-sample gradient step),
  *              kappa = 0.1, gamma = 10 (gamma kappa = 1: the weight step is
@@ -236,6 +257,8 @@ static mt_status finish(mt_options *o, char *err, size_t cap)
 {
     mt_oracle_config *oc = &o->pipe.oracle;
 
+    if (o->task[0])
+        mt_control_preset(o);
     if (mt_oracle_parse(o->oracle_name, &oc->kind) != MT_OK ||
         (o->inner_text[0] && mt_inner_parse_rules(o->inner_text, oc) != MT_OK)) {
         snprintf(err, cap, "%s", mt_error_message());
@@ -244,6 +267,8 @@ static mt_status finish(mt_options *o, char *err, size_t cap)
     }
     oc->schedule = strcmp(o->schedule_name, "geometric") == 0 ? MT_SIGMA_GEOMETRIC
                                                              : MT_SIGMA_CONST;
+    if (mt_lr_schedule_parse(o->lr_schedule_text, &o->lr_schedule, err, cap) != MT_OK)
+        return MT_ERR_ARG;
     oracle_defaults(o);
     o->pipe.optim.kind = strcmp(o->optim_name, "plain") == 0 ? MT_OPTIM_PLAIN
                          : strcmp(o->optim_name, "adam") == 0 ? MT_OPTIM_ADAM
@@ -251,7 +276,9 @@ static mt_status finish(mt_options *o, char *err, size_t cap)
     o->dataset = strcmp(o->dataset_name, "cifar10") == 0 ? MT_DATASET_CIFAR10
                  : strcmp(o->dataset_name, "mnist") == 0 ? MT_DATASET_MNIST
                                                       : MT_DATASET_AUTO;
-    return MT_OK;
+    if (o->pipe.optim.kind == MT_OPTIM_PLAIN && !given(o, "lr"))
+        o->pipe.optim.lr = 1.0;
+    return mt_control_finish(o, err, cap);
 }
 
 mt_status mt_options_parse(int argc, char **argv, mt_options *o, char *err, size_t err_cap)
@@ -311,8 +338,12 @@ void mt_options_usage(FILE *out)
         fprintf(out, "  --%s%s\n      %s\n", r->name, arg, r->help);
     }
     mt_options_describe(&d, desc, sizeof desc);
-    fprintf(out, "\ndefaults: %s\n\nexit codes: 0 done, 1 run failed, 2 bad usage or input\n",
-            desc);
+    fprintf(out, "\ndefaults: %s\n\nexit codes:\n"
+                 "  0  done\n"
+                 "  1  the run failed (I/O such as a full disk, non-finite values, MPI)\n"
+                 "  2  bad option, data or checkpoint (one line names it; nothing written)\n"
+                 "  3  stopped by SIGUSR1, SIGTERM or SIGINT after writing a checkpoint:\n"
+                 "     requeue the same command with --resume auto\n", desc);
 }
 
 void mt_options_describe(const mt_options *o, char *buf, size_t cap)
@@ -321,11 +352,12 @@ void mt_options_describe(const mt_options *o, char *buf, size_t cap)
     snprintf(buf, cap,
              "net=%s granularity=%s dataset=%s oracle=%s inner=%s kappa=%g sigma=%g sigma_schedule=%s "
              "gamma=%g prox_tau=%g dtp_rho=%g weight_decay=%g optim=%s lr=%g momentum=%g "
-             "nesterov=%d batch=%d micro_batches=%d epochs=%ld steps=%ld seed=%llu",
+             "nesterov=%d lr_schedule=%s batch=%d micro_batches=%d epochs=%ld steps=%ld seed=%llu",
              o->net, o->granularity, mt_dataset_name(o->dataset), mt_oracle_name(p->oracle.kind),
              o->inner_text[0] ? o->inner_text : "default", p->oracle.kappa, p->oracle.sigma,
              o->schedule_name, p->oracle.gamma, p->oracle.prox_tau, p->oracle.dtp_rho,
              p->oracle.wd,
              mt_optim_name(p->optim.kind), p->optim.lr, p->optim.momentum, p->optim.nesterov,
-             p->batch, p->micro_batches, o->epochs, o->steps, (unsigned long long)o->seed);
+             o->lr_schedule_text, p->batch, p->micro_batches, o->epochs, o->steps,
+             (unsigned long long)o->seed);
 }

@@ -11,8 +11,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli/boundary.h"
+#include "cli/control.h"
 #include "cli/report.h"
+#include "cli/resume.h"
 #include "cli/run.h"
+#include "cli/signals.h"
 #include "cli/snapshot.h"
 
 typedef struct {
@@ -30,6 +34,10 @@ typedef struct {
     long steps_per_epoch, total_steps, step;
     mt_metrics metrics;
     double t_start;
+    double t_last_ckpt;       /* rank 0: when the last checkpoint was written */
+    int training;             /* failures now exit 1, not 2 */
+    int preempted;            /* the signal that stopped the run, 0 if none */
+    char resumed_from[1100];  /* checkpoint file the run continues, "" if none */
 } run_ctx;
 
 int mt_default_threads(MPI_Comm comm)
@@ -53,8 +61,8 @@ int mt_default_threads(MPI_Comm comm)
 static int agree(run_ctx *c, mt_status st)
 {
     int mine = st == MT_OK ? c->size : c->rank, first;
-    int code = (st == MT_ERR_ARG || st == MT_ERR_FORMAT || st == MT_ERR_IO) ? MT_EXIT_USAGE
-                                                                            : MT_EXIT_FAILURE;
+    int code = !c->training && (st == MT_ERR_ARG || st == MT_ERR_FORMAT || st == MT_ERR_IO)
+                   ? MT_EXIT_USAGE : MT_EXIT_FAILURE;
     int worst;
 
     MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, c->comm);
@@ -192,6 +200,48 @@ static void log_eval(run_ctx *c, const mt_step_stats *s)
 
 static int due(long step, long every) { return every > 0 && step % every == 0; }
 
+/* After step c->step + 1: the ranks agree on signals, the checkpoint clock
+ * and non-finite values (the loss is shared, parameters scanned per stage). */
+static mt_status end_of_step(run_ctx *c, const mt_step_stats *s, mt_boundary *b)
+{
+    const double minutes = c->o->checkpoint_minutes;
+    int time_due = minutes > 0 && mt_time_now() - c->t_last_ckpt >= 60.0 * minutes;
+
+    MT_CHECK(mt_boundary_agree(c->comm, c->pipe, c->model, time_due, b));
+    if (b->bad_op >= 0)
+        return MT_FAIL(MT_ERR_NUMERIC, "step %ld: non-finite parameters in op %s (%s, stage of "
+                       "rank %d) after the update (training loss %g); stopping without writing "
+                       "a checkpoint", c->step + 1, c->model->ops[b->bad_op]->name,
+                       c->model->ops[b->bad_op]->vt->kind, b->bad_rank, s->loss);
+    if (!isfinite(s->loss))
+        return MT_FAIL(MT_ERR_NUMERIC, "step %ld: the training loss is %g (at the loss, stage "
+                       "of rank %d; parameters finite); stopping without writing a checkpoint",
+                       c->step + 1, s->loss, c->size - 1);
+    return MT_OK;
+}
+
+/* Write a checkpoint when one is due, then prune old ones (--keep). */
+static mt_status checkpoint_if_due(run_ctx *c, const mt_boundary *b)
+{
+    mt_snapshot_pos pos = {c->step, c->steps_per_epoch, c->n_train, ""};
+    char file[256];
+
+    if (!due(c->step, c->o->checkpoint_every) && c->step != c->total_steps && !b->time_due &&
+        !b->signal)
+        return MT_OK;
+    MT_CHECK(mt_snapshot_save(c->comm, c->pipe, c->model, c->o, &pos, file, sizeof file));
+    c->t_last_ckpt = mt_time_now();
+    if (c->rank == 0)
+        mt_ckpt_prune(c->o->checkpoint_dir, c->o->net, c->o->keep, c->step);
+    if (b->signal && c->step < c->total_steps) {
+        mt_log(MT_LOG_INFO, "%s received: stopped at step %ld after writing %s/%s; exit code "
+               "%d asks to requeue (--resume auto continues)", mt_signal_name(b->signal),
+               c->step, c->o->checkpoint_dir, file, MT_EXIT_REQUEUE);
+        c->preempted = b->signal;
+    }
+    return MT_OK;
+}
+
 /* The per-stage figures of a logged step (collective). */
 static mt_status report_stages(run_ctx *c)
 {
@@ -212,18 +262,19 @@ static mt_status train_loop(run_ctx *c)
     const mt_options *o = c->o;
     double t_log = mt_time_now();
     long steps_logged = 0;
+    mt_boundary b;
 
-    c->t_start = mt_time_now();
-    while (c->step < c->total_steps) {
+    c->t_start = c->t_last_ckpt = mt_time_now();
+    while (c->step < c->total_steps && !c->preempted) {
         mt_step_stats s;
         int logged = due(c->step + 1, o->log_every) || c->step + 1 == c->total_steps;
         feed_batch(c);
+        mt_pipeline_set_lr(c->pipe, mt_lr_at(&o->lr_schedule, o->pipe.optim.lr, c->step,
+                                             c->total_steps));
         mt_pipeline_set_detail(c->pipe, logged);
         if (mt_pipeline_train_step(c->pipe, &s) != MT_OK)
-            die(c, c->step);
-        if (!isfinite(s.loss)) /* every rank sees the shared loss */
-            return MT_FAIL(MT_ERR_NUMERIC, "step %ld: the training loss is %g; stopping "
-                                           "without writing a checkpoint", c->step, s.loss);
+            die(c, c->step + 1);
+        MT_CHECK(end_of_step(c, &s, &b));
         c->step++;
         steps_logged++;
         double now = mt_time_now(), ips = steps_logged * o->pipe.batch / (now - t_log);
@@ -249,8 +300,7 @@ static mt_status train_loop(run_ctx *c)
             log_eval(c, &e);
             t_log = mt_time_now();
         }
-        if (due(c->step, o->checkpoint_every) || c->step == c->total_steps)
-            MT_CHECK(mt_snapshot_save(c->comm, c->pipe, c->o, c->step));
+        MT_CHECK(checkpoint_if_due(c, &b));
     }
     return MT_OK;
 }
@@ -284,6 +334,39 @@ static void print_start(run_ctx *c, const char *dir)
            c->total_steps, c->o->pipe.batch, c->steps_per_epoch, c->o->pipe.micro_batches);
 }
 
+/* --resume PATH or auto: the pipeline's state and the step; a run directory
+ * not given on the command line is the one the checkpoint names. */
+static mt_status resume(run_ctx *c)
+{
+    mt_snapshot_pos pos = {0, c->steps_per_epoch, c->n_train, ""};
+
+    if (strcmp(c->o->resume, "auto") == 0) {
+        MT_CHECK(mt_resume_auto(c->comm, c->pipe, c->model, c->o, &pos, c->resumed_from,
+                                sizeof c->resumed_from));
+    } else {
+        MT_CHECK(mt_snapshot_load(c->comm, c->pipe, c->model, c->o, c->o->resume, &pos));
+        snprintf(c->resumed_from, sizeof c->resumed_from, "%s", c->o->resume);
+    }
+    c->step = pos.step;
+    if (c->resumed_from[0] && !c->o->run_dir[0])
+        snprintf(c->o->run_dir, sizeof c->o->run_dir, "%s", pos.run_dir);
+    return MT_OK;
+}
+
+/* The checkpoint directory must take files; metrics.csv continues at the
+ * resumed step (rows an interrupted attempt wrote after it are dropped). */
+static mt_status prepare_outputs(run_ctx *c)
+{
+    mt_status st = MT_OK;
+
+    MT_CHECK(mt_ckpt_dir_check(c->comm, c->o->checkpoint_dir));
+    if (c->rank == 0 && c->step > 0)
+        st = mt_metrics_trim(c->o->run_dir, c->step);
+    if (c->rank == 0 && st == MT_OK)
+        st = mt_metrics_open(&c->metrics, c->o->run_dir, c->step > 0);
+    return st;
+}
+
 static void teardown(run_ctx *c)
 {
     mt_metrics_close(&c->metrics);
@@ -301,13 +384,19 @@ int mt_run(MPI_Comm comm, mt_options *o)
     char dir[1024] = "";
     int code;
 
+    if (o->task[0]) /* a control task: no data set, its own loop */
+        return mt_control_run(comm, o);
     c.comm = comm;
     c.o = o;
     MPI_Comm_rank(comm, &c.rank);
     MPI_Comm_size(comm, &c.size);
 
+    /* From here a preemption signal only sets a flag, acted on after a step. */
+    code = agree(&c, mt_signals_install());
+
     /* Set-up failures are seen by every rank (or agreed on): exit cleanly. */
-    code = agree(&c, setup(&c, dir, sizeof dir));
+    if (code == MT_EXIT_OK)
+        code = agree(&c, setup(&c, dir, sizeof dir));
     if (code == MT_EXIT_OK)
         code = agree(&c, load_data(&c, dir));
     if (code == MT_EXIT_OK) {
@@ -317,18 +406,19 @@ int mt_run(MPI_Comm comm, mt_options *o)
     if (code == MT_EXIT_OK)
         code = agree(&c, mt_pipeline_init_params(c.pipe, o->seed));
     if (code == MT_EXIT_OK && o->resume[0])
-        code = agree(&c, mt_snapshot_load(comm, c.pipe, o, &c.step));
+        code = agree(&c, resume(&c));
     if (code == MT_EXIT_OK) {
         default_run_dir(&c);
-        code = agree(&c, c.rank == 0 ? mt_metrics_open(&c.metrics, o->run_dir, c.step > 0)
-                                     : MT_OK);
+        code = agree(&c, prepare_outputs(&c));
     }
     if (code == MT_EXIT_OK) {
         print_start(&c, dir);
-        if (c.step > 0)
-            mt_log(MT_LOG_INFO, "resumed from %s at step %ld", o->resume, c.step);
+        if (c.resumed_from[0])
+            mt_log(MT_LOG_INFO, "resumed from %s at step %ld%s", c.resumed_from, c.step,
+                   c.step >= c.total_steps ? ": nothing left to do" : "");
+        c.training = 1;
         code = agree(&c, train_loop(&c));
     }
     teardown(&c);
-    return code;
+    return code == MT_EXIT_OK && c.preempted ? MT_EXIT_REQUEUE : code;
 }

@@ -74,6 +74,24 @@ typedef enum { MT_CLOSED_AUTO = 0, MT_CLOSED_NORMAL, MT_CLOSED_DUAL } mt_closed_
 mt_status mt_dense_solve_x(const mt_subproblem *sp, mt_closed_side side, size_t n, int in,
                            int out, const float *w, const float *lambda, float *y);
 
+/* A kept Cholesky factor of an input problem's K, reused while the weights
+ * (compared exactly), s and side are unchanged: the micro-batches of one step
+ * share one factorisation. Owned by the op; free with mt_dense_factor_free. */
+typedef struct {
+    float *w;      /* copy of the weights the factor belongs to */
+    size_t n_w;
+    double s;
+    int dual;
+    size_t dim;
+    double *k;     /* dim x dim lower Cholesky factor */
+} mt_dense_factor;
+
+void mt_dense_factor_free(mt_dense_factor *f);
+/* mt_dense_solve_x with a factor cache (NULL: none). */
+mt_status mt_dense_solve_x_cached(const mt_subproblem *sp, mt_closed_side side, size_t n,
+                                  int in, int out, const float *w, const float *lambda, float *y,
+                                  mt_dense_factor *cache);
+
 /* Weight problems of a dense layer over the whole batch x [n][in],
  * lambda [n][out]; w and y are [W | b] blocks of out*(in+1) floats. With
  * X~ = [x, 1], W~ = [W, b], V~ = [V, v_b] and c = sp->decay:

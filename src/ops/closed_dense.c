@@ -328,29 +328,69 @@ static void dense_x_a_normal_tile(double s, size_t i0, int nb, int in, int out, 
         y[i0 * in + j] = (float)buf[i0 * in + j];
 }
 
+void mt_dense_factor_free(mt_dense_factor *f)
+{
+    mt_free(f->w);
+    mt_free(f->k);
+    memset(f, 0, sizeof *f);
+}
+
+/* K's Cholesky factor for these weights: from the cache when it holds the
+ * same weights (compared exactly), s and side, else computed (and kept). */
+static mt_status dense_factor(double s, int dual, int in, int out, const float *w,
+                              mt_dense_factor *cache, double **k_out, double **owned)
+{
+    size_t dim = dual ? (size_t)out : (size_t)in, n_w = (size_t)in * out;
+    double *k = NULL;
+
+    *owned = NULL;
+    if (cache && cache->k && cache->s == s && cache->dual == dual && cache->dim == dim &&
+        cache->n_w == n_w && memcmp(cache->w, w, n_w * sizeof(float)) == 0) {
+        *k_out = cache->k;
+        return MT_OK;
+    }
+    MT_CHECK(mt_alloc_checked((void **)&k, dim * dim * sizeof(double), "dense K"));
+    /* K = s W W^T + I (dual) or s W^T W + I (normal), shared by all samples */
+    mt_status st = mt_closed_gemm_tn_d(dim, dim, dual ? in : out, w, in, !dual, w, in, !dual,
+                                       1, k, dim);
+    for (size_t i = 0; st == MT_OK && i < dim * dim; i++)
+        k[i] = s * k[i] + (i % (dim + 1) == 0 ? 1.0 : 0.0);
+    if (st == MT_OK)
+        st = mt_closed_cholesky_d((int)dim, k);
+    if (st != MT_OK) {
+        mt_free(k);
+        return st;
+    }
+    *k_out = k;
+    if (!cache) {
+        *owned = k;
+        return MT_OK;
+    }
+    mt_dense_factor_free(cache);
+    cache->w = mt_alloc(n_w * sizeof(float));
+    if (!cache->w) { /* no room to cache: use it once */
+        *owned = k;
+        return MT_OK;
+    }
+    memcpy(cache->w, w, n_w * sizeof(float));
+    cache->n_w = n_w, cache->s = s, cache->dual = dual, cache->dim = dim, cache->k = k;
+    return MT_OK;
+}
+
 static mt_status dense_x_a(double s, mt_closed_side side, size_t n, int in, int out,
-                           const float *w, const float *lambda, float *y)
+                           const float *w, const float *lambda, float *y, mt_dense_factor *cache)
 {
     int dual = side == MT_CLOSED_DUAL || (side == MT_CLOSED_AUTO && out < in);
     size_t dim = dual ? (size_t)out : (size_t)in;
-    double *k = NULL, *buf = NULL;
+    double *k = NULL, *owned = NULL, *buf = NULL;
     float *zf = NULL;
     mt_status st;
 
-    MT_CHECK_GOTO(mt_alloc_checked((void **)&k, dim * dim * sizeof(double), "dense K"), st,
-                  done);
     MT_CHECK_GOTO(mt_alloc_checked((void **)&buf, n * dim * sizeof(double), "dense rhs"), st,
                   done);
     MT_CHECK_GOTO(mt_alloc_checked((void **)&zf, n * dim * sizeof(float), "dense rhs"), st,
                   done);
-
-    /* K = s W W^T + I (dual) or s W^T W + I (normal), shared by all samples */
-    MT_CHECK_GOTO(mt_closed_gemm_tn_d(dim, dim, dual ? in : out, w, in, !dual, w, in, !dual, 1,
-                                      k, dim),
-                  st, done);
-    for (size_t i = 0; i < dim * dim; i++)
-        k[i] = s * k[i] + (i % (dim + 1) == 0 ? 1.0 : 0.0);
-    MT_CHECK_GOTO(mt_closed_cholesky_d((int)dim, k), st, done);
+    MT_CHECK_GOTO(dense_factor(s, dual, in, out, w, cache, &k, &owned), st, done);
 
 #pragma omp parallel for schedule(dynamic)
     for (int t = 0; t < n_tiles(n, MT_BLOCK); t++) {
@@ -364,14 +404,15 @@ static mt_status dense_x_a(double s, mt_closed_side side, size_t n, int in, int 
     }
     st = MT_OK;
 done:
-    mt_free(k);
+    mt_free(owned);
     mt_free(buf);
     mt_free(zf);
     return st;
 }
 
-mt_status mt_dense_solve_x(const mt_subproblem *sp, mt_closed_side side, size_t n, int in,
-                           int out, const float *w, const float *lambda, float *y)
+mt_status mt_dense_solve_x_cached(const mt_subproblem *sp, mt_closed_side side, size_t n,
+                                  int in, int out, const float *w, const float *lambda, float *y,
+                                  mt_dense_factor *cache)
 {
     MT_CHECK(check_args(sp, n, in, out, 0));
     if (n == 0)
@@ -379,6 +420,12 @@ mt_status mt_dense_solve_x(const mt_subproblem *sp, mt_closed_side side, size_t 
     if (sp->kind == MT_SUB_M)
         dense_x_m(sp->s, n, in, out, w, lambda, y);
     else
-        MT_CHECK(dense_x_a(sp->s, side, n, in, out, w, lambda, y));
+        MT_CHECK(dense_x_a(sp->s, side, n, in, out, w, lambda, y, cache));
     return MT_OK;
+}
+
+mt_status mt_dense_solve_x(const mt_subproblem *sp, mt_closed_side side, size_t n, int in,
+                           int out, const float *w, const float *lambda, float *y)
+{
+    return mt_dense_solve_x_cached(sp, side, n, in, out, w, lambda, y, NULL);
 }

@@ -16,6 +16,7 @@
 typedef struct {
     int in, out;
     mt_scratch ws; /* packed operands of the batch products */
+    mt_dense_factor factor; /* input problems: K's factor for the current weights */
 } dense_priv;
 
 /* y = x W^T (+ bias when not NULL). */
@@ -99,8 +100,10 @@ static void dense_destroy(mt_op *op)
 {
     dense_priv *p = op->priv;
 
-    if (p)
+    if (p) {
         mt_scratch_free(&p->ws);
+        mt_dense_factor_free(&p->factor);
+    }
     mt_op_destroy_plain(op);
 }
 
@@ -119,7 +122,8 @@ static mt_status dense_solve_x(mt_op *op, const mt_subproblem *sp, const float *
     dense_priv *p = op->priv;
     (void)x, (void)fx;
     exact_report(rep);
-    return mt_dense_solve_x(sp, MT_CLOSED_AUTO, (size_t)n, p->in, p->out, w, lambda, y);
+    return mt_dense_solve_x_cached(sp, MT_CLOSED_AUTO, (size_t)n, p->in, p->out, w, lambda, y,
+                                   &p->factor);
 }
 
 /* Exact proximal weight step through the smaller of the (in+1) and n systems

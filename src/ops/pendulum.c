@@ -159,7 +159,8 @@ static mt_status pend_init(mt_op *op, mt_rng *rng, float *w)
  * when s |lam_2| (or s |r_2|) q outweighs the identity; Newton then falls
  * back to gradient steps where the Hessian is indefinite and, since every
  * accepted step lowers F, returns the local minimiser it reaches from
- * y = 0, which need not be the global one.
+ * y = 0, which need not be the global one. The M problem separates and is
+ * solved globally instead (pend_solve_m below); the A problem keeps Newton.
  */
 typedef struct {
     mt_sub_kind kind;
@@ -270,6 +271,153 @@ static mt_status pend_newton(const pend_sub *p, double y[2], mt_solve_report *re
     return MT_OK;
 }
 
+/*
+ * The M input problem solved globally. With u = z - y, <lam, f(u, w)> is
+ *   lam1 u1 + k2 u2 - lam2 delta (g/l) sin(u1) + const,
+ *   k2 = lam1 delta + lam2 (1 - delta c/(m l^2)),
+ * so F separates into y2 and y1:
+ *   y2 = (s k2 + decay z2) / a,  a = 1 + decay   (a quadratic)
+ *   phi(y1) = a/2 y1^2 - c0 y1 - q sin(z1 - y1),  c0 = s lam1 + decay z1,
+ *   q = s lam2 delta g/l,  phi' = a y1 - c0 + q cos(z1 - y1),
+ *   phi'' = a + q sin(z1 - y1).
+ * Every stationary point lies within |q|/a of y* = c0/a, and since
+ * phi(y) - phi(y*) >= a/2 (y - y*)^2 - 2|q|, the global minimiser lies within
+ * 2 sqrt(|q|/a) of y* too. On that interval the zeros of phi'' cut phi' into
+ * monotone pieces; the minimum of phi over a piece is at an end or at the
+ * one root of phi' where phi' rises through zero (bracketed Newton). The
+ * best candidate, first in order of y on ties, is the global minimiser.
+ */
+#define PEND_MAX_PIECES 100000
+#define PEND_PI 3.14159265358979323846
+
+typedef struct {
+    double a, c0, q, z1;
+} pend_phi;
+
+static double phi_value(const pend_phi *f, double y)
+{
+    return 0.5 * f->a * y * y - f->c0 * y - f->q * sin(f->z1 - y);
+}
+
+static double phi_slope(const pend_phi *f, double y)
+{
+    return f->a * y - f->c0 + f->q * cos(f->z1 - y);
+}
+
+/* The root of phi' in [lo, hi], where phi' rises from < 0 to > 0: Newton
+ * steps kept inside the bracket, bisection otherwise. */
+static double phi_root(const pend_phi *f, double lo, double hi)
+{
+    double y = 0.5 * (lo + hi);
+
+    for (int it = 0; it < 200 && hi - lo > 4e-16 * (1.0 + fabs(y)); it++) {
+        double d = phi_slope(f, y), h = f->a + f->q * sin(f->z1 - y), next;
+        if (d == 0.0)
+            return y;
+        if (d < 0.0)
+            lo = y;
+        else
+            hi = y;
+        next = h > 0.0 ? y - d / h : 0.5 * (lo + hi);
+        y = next > lo && next < hi ? next : 0.5 * (lo + hi);
+    }
+    return y;
+}
+
+/* Keep y if phi(y) is lower than the best so far. */
+static void phi_offer(const pend_phi *f, double y, double *best_y, double *best_v)
+{
+    double v = phi_value(f, y);
+    if (v < *best_v) {
+        *best_v = v;
+        *best_y = y;
+    }
+}
+
+/* The breakpoints (zeros of phi'') inside (L, H), ascending, into cut[]
+ * after cut[0] = L; returns the count including L and H. */
+static int phi_pieces(const pend_phi *f, double L, double H, double *cut)
+{
+    const double two_pi = 2.0 * PEND_PI;
+    double v0 = asin(-f->a / f->q), vlo = f->z1 - H, vhi = f->z1 - L;
+    int n = 0;
+
+    /* v = z1 - y solves sin v = -a/q: v0 + 2 pi k and pi - v0 + 2 pi k;
+     * walked by descending v, i.e. ascending y */
+    cut[n++] = L;
+    for (long k = (long)ceil((vhi - v0) / two_pi) + 1; k >= (long)floor((vlo - v0) / two_pi) - 1;
+         k--) {
+        double va = PEND_PI - v0 + two_pi * k, vb = v0 + two_pi * k;
+        if (va > vlo && va < vhi)
+            cut[n++] = f->z1 - va;
+        if (vb > vlo && vb < vhi)
+            cut[n++] = f->z1 - vb;
+    }
+    cut[n++] = H;
+    return n;
+}
+
+/* Global minimiser of phi; returns 0 (leaving y untouched) when the
+ * interval holds more than PEND_MAX_PIECES pieces. */
+static int phi_global(const pend_phi *f, double *y)
+{
+    double r = fabs(f->q) / f->a, ys = f->c0 / f->a, L, H, best_v = INFINITY, best_y;
+    double *cut;
+    int n;
+
+    r = fmin(r, 2.0 * sqrt(r));
+    L = ys - r;
+    H = ys + r;
+    best_y = ys;
+    if (fabs(f->q) <= f->a) { /* convex: phi' increases on the whole line */
+        *y = r > 0.0 ? phi_root(f, L, H) : ys;
+        return 1;
+    }
+    if ((H - L) / PEND_PI + 4.0 > PEND_MAX_PIECES)
+        return 0;
+    cut = malloc(sizeof *cut * ((size_t)((H - L) / PEND_PI) + 8));
+    if (!cut)
+        return 0;
+    n = phi_pieces(f, L, H, cut);
+    for (int i = 0; i + 1 < n; i++) {
+        double lo = cut[i], hi = cut[i + 1];
+        phi_offer(f, lo, &best_y, &best_v);
+        if (phi_slope(f, lo) < 0.0 && phi_slope(f, hi) > 0.0)
+            phi_offer(f, phi_root(f, lo, hi), &best_y, &best_v);
+    }
+    phi_offer(f, H, &best_y, &best_v);
+    free(cut);
+    *y = best_y;
+    return 1;
+}
+
+/* The report of a direct solution: one "iteration", and the gradient norm
+ * at y relative to the one at 0 (0 when both vanish). */
+static void pend_report(const pend_sub *p, const double y[2], mt_solve_report *rep)
+{
+    const double zero[2] = {0.0, 0.0};
+    double F, g[2], h[3], g0;
+
+    pend_sub_eval(p, zero, &F, g, h);
+    g0 = hypot(g[0], g[1]);
+    pend_sub_eval(p, y, &F, g, h);
+    rep->iterations = 1;
+    rep->residual = g0 > 0.0 ? hypot(g[0], g[1]) / g0 : hypot(g[0], g[1]);
+}
+
+/* The M input problem of one sample (the file comment's pend_sub with
+ * kind M): closed-form y2 and global y1; returns 0 to ask for Newton. */
+static int pend_solve_m(const pend_sub *p, double y[2])
+{
+    const double a = 1.0 + p->decay;
+    const double k2 = p->lam[0] * PEND_DT + p->lam[1] * (1.0 - PEND_DT * PEND_FRIC);
+    pend_phi f = {a, p->s * p->lam[0] + p->decay * p->z[0],
+                  p->s * p->lam[1] * PEND_DT * PEND_G_L, p->z[0]};
+
+    y[1] = (p->s * k2 + p->decay * p->z[1]) / a;
+    return phi_global(&f, &y[0]);
+}
+
 static mt_status pend_check_sub(const mt_subproblem *sp)
 {
     if (!sp || (sp->kind != MT_SUB_M && sp->kind != MT_SUB_A))
@@ -281,7 +429,8 @@ static mt_status pend_check_sub(const mt_subproblem *sp)
     return MT_OK;
 }
 
-/* Input problems, one 2-D Newton solve per sample. f(z) is recomputed in
+/* Input problems, per sample: M globally (pend_solve_m; Newton only past
+ * PEND_MAX_PIECES pieces), A by a 2-D Newton solve. f(z) is recomputed in
  * double rather than read from fx (the float copy), so that lambda = 0
  * gives y = 0 exactly. The report holds the largest iteration count and
  * residual over the samples. */
@@ -303,7 +452,10 @@ static mt_status pend_solve_x(mt_op *op, const mt_subproblem *sp, const float *w
         double yi[2];
 
         pend_step(p.z, p.w, p.fz);
-        MT_CHECK(pend_newton(&p, yi, &r));
+        if (p.kind == MT_SUB_M && pend_solve_m(&p, yi))
+            pend_report(&p, yi, &r);
+        else
+            MT_CHECK(pend_newton(&p, yi, &r));
         y[2 * i] = (float)yi[0];
         y[2 * i + 1] = (float)yi[1];
         worst.iterations = r.iterations > worst.iterations ? r.iterations : worst.iterations;

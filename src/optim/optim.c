@@ -1,7 +1,8 @@
 /*
  * optim.c - plain, SGD (momentum, Nesterov) and Adam with PyTorch 1.13's
  * update rules (torch.optim.SGD with dampening 0, torch.optim.Adam without
- * amsgrad). Elementwise, so the result does not depend on the threads.
+ * amsgrad); plain is torch.optim.SGD with momentum 0. Elementwise, so the
+ * result does not depend on the threads.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -51,6 +52,17 @@ void mt_optim_destroy(mt_optim **opt)
     *opt = NULL;
 }
 
+/* w <- w - lr g, no state: SGD without momentum. With lr = 1 (the default
+ * for plain) the product is exact, so this is w - g bit for bit. */
+static void plain_step(mt_optim *opt, float *w, const float *g)
+{
+    const float lr = (float)opt->cfg.lr;
+
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < opt->n; i++)
+        w[i] -= lr * g[i];
+}
+
 static void sgd_step(mt_optim *opt, float *w, const float *g)
 {
     const float lr = (float)opt->cfg.lr, mu = (float)opt->cfg.momentum;
@@ -85,9 +97,7 @@ void mt_optim_step(mt_optim *opt, float *w, const float *g)
 {
     switch (opt->cfg.kind) {
     case MT_OPTIM_PLAIN:
-        #pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < opt->n; i++)
-            w[i] -= g[i];
+        plain_step(opt, w, g);
         break;
     case MT_OPTIM_SGD:
         sgd_step(opt, w, g);

@@ -33,8 +33,9 @@ struct mt_pipeline {
     int32_t *labels;
     float *losses;
     int *correct;
-    MPI_Request *reqs;
+    MPI_Request *reqs;    /* pending sends */
     int n_reqs, cap_reqs;
+    MPI_Request *recv_fwd, *recv_bwd; /* [micro-batch] receives posted up front */
     long seq;             /* collective calls so far, for message tags */
     mt_arena ws;
     int detail;           /* next step also measures the stage figures */
@@ -109,7 +110,11 @@ static mt_status alloc_buffers(mt_pipeline *p)
     }
     p->cap_reqs = 4 * (p->cfg.micro_batches + 1);
     p->reqs = calloc((size_t)p->cap_reqs, sizeof *p->reqs);
-    return p->reqs ? MT_OK : MT_FAIL(MT_ERR_MEM, "out of memory for MPI requests");
+    p->recv_fwd = calloc((size_t)p->cfg.micro_batches, sizeof *p->recv_fwd);
+    p->recv_bwd = calloc((size_t)p->cfg.micro_batches, sizeof *p->recv_bwd);
+    if (!p->reqs || !p->recv_fwd || !p->recv_bwd)
+        return MT_FAIL(MT_ERR_MEM, "out of memory for MPI requests");
+    return MT_OK;
 }
 
 mt_status mt_pipeline_create(MPI_Comm comm, mt_model *model, const mt_pipeline_config *cfg,
@@ -167,6 +172,7 @@ void mt_pipeline_destroy(mt_pipeline **pp)
     for (int k = 0; p->lam && k <= p->K; k++)
         mt_free(p->lam[k]);
     free(p->x), free(p->lam), free(p->off), free(p->stage_first), free(p->reqs);
+    free(p->recv_fwd), free(p->recv_bwd);
     mt_free(p->params), mt_free(p->dirs), mt_free(p->labels), mt_free(p->losses);
     mt_free(p->correct);
     mt_optim_destroy(&p->opt);
@@ -181,6 +187,7 @@ int mt_pipeline_size(const mt_pipeline *p) { return p->size; }
 float *mt_pipeline_input(mt_pipeline *p) { return p->rank == 0 ? p->x[0] : NULL; }
 int32_t *mt_pipeline_labels(mt_pipeline *p) { return p->labels; }
 long *mt_pipeline_optim_steps(mt_pipeline *p) { return &p->opt->steps; }
+void mt_pipeline_set_lr(mt_pipeline *p, double lr) { p->opt->cfg.lr = lr; }
 
 float *mt_pipeline_op_params(mt_pipeline *p, int t)
 {
@@ -238,14 +245,38 @@ static mt_status post_send(mt_pipeline *p, const float *buf, size_t count, int d
                   "MPI_Isend");
 }
 
-static mt_status receive(mt_pipeline *p, float *buf, size_t count, int src, int tag,
-                         double *t_wait)
+/* Post the receive of micro-batch m's activations (forward) or lambdas
+ * (backward) into its slice of the stage buffer, so that the transfer runs
+ * while this rank computes earlier micro-batches. */
+static mt_status post_receive(mt_pipeline *p, int n, int M, int m, int dir)
+{
+    int lo, hi, k = dir == DIR_FORWARD ? 0 : p->K;
+    float *buf = dir == DIR_FORWARD ? p->x[0] : p->lam[p->K];
+    int src = dir == DIR_FORWARD ? p->rank - 1 : p->rank + 1;
+    MPI_Request *req = dir == DIR_FORWARD ? &p->recv_fwd[m] : &p->recv_bwd[m];
+
+    micro_range(n, M, m, &lo, &hi);
+    return mpi_ok(MPI_Irecv(buf + (size_t)lo * size_at(p, k), (int)((size_t)(hi - lo) *
+                            size_at(p, k)), MPI_FLOAT, src, tag_of(p, M, m, dir), p->comm, req),
+                  "MPI_Irecv");
+}
+
+static mt_status post_receives(mt_pipeline *p, int n, int M, int train)
+{
+    for (int m = 0; m < M; m++) {
+        if (p->rank > 0)
+            MT_CHECK(post_receive(p, n, M, m, DIR_FORWARD));
+        if (train && p->rank < p->size - 1)
+            MT_CHECK(post_receive(p, n, M, m, DIR_BACKWARD));
+    }
+    return MT_OK;
+}
+
+static mt_status await(mt_pipeline *p, MPI_Request *req, int tag, double *t_wait)
 {
     inject_delay(p, tag + 1);
     double t0 = mt_time_now();
-    mt_status st = mpi_ok(MPI_Recv(buf, (int)count, MPI_FLOAT, src, tag, p->comm,
-                                   MPI_STATUS_IGNORE),
-                          "MPI_Recv");
+    mt_status st = mpi_ok(MPI_Wait(req, MPI_STATUS_IGNORE), "MPI_Wait (receive)");
     *t_wait += mt_time_now() - t0;
     return st;
 }
@@ -266,8 +297,7 @@ static mt_status forward_micro(mt_pipeline *p, int M, int m, int lo, int hi, dou
     const int n = hi - lo;
 
     if (p->rank > 0)
-        MT_CHECK(receive(p, p->x[0] + (size_t)lo * size_at(p, 0), (size_t)n * size_at(p, 0),
-                         p->rank - 1, tag_of(p, M, m, DIR_FORWARD), t_wait));
+        MT_CHECK(await(p, &p->recv_fwd[m], tag_of(p, M, m, DIR_FORWARD), t_wait));
     for (int k = 0; k < p->K; k++) {
         mt_op *op = p->model->ops[p->a + k];
         MT_CHECK(op->vt->forward(op, p->params + p->off[k], n,
@@ -311,15 +341,27 @@ static void count(mt_pipeline *p, const mt_solve_report *rep, int weights)
         *worst = rep->residual;
 }
 
+/* The lowest op whose input problem matters. On the first stage, the inputs
+ * of the ops up to the first op with parameters depend on the data alone:
+ * no weight solve reads the adjoints there, so those input problems are
+ * skipped (for mlp this is the 3072 x 4000 layer's, the costliest of all). */
+static int first_needed(const mt_pipeline *p)
+{
+    if (p->rank > 0)
+        return 0;
+    for (int k = 0; k < p->K; k++)
+        if (p->model->ops[p->a + k]->n_params > 0)
+            return k + 1;
+    return p->K;
+}
+
 static mt_status backward_micro(mt_pipeline *p, int M, int m, int lo, int hi, double *t_wait)
 {
     const int n = hi - lo;
-    const int k_stop = p->rank == 0 ? 1 : 0; /* lambda_0 is never needed */
+    const int k_stop = first_needed(p);
 
     if (p->rank < p->size - 1)
-        MT_CHECK(receive(p, p->lam[p->K] + (size_t)lo * size_at(p, p->K),
-                         (size_t)n * size_at(p, p->K), p->rank + 1,
-                         tag_of(p, M, m, DIR_BACKWARD), t_wait));
+        MT_CHECK(await(p, &p->recv_bwd[m], tag_of(p, M, m, DIR_BACKWARD), t_wait));
     for (int k = p->K - 1; k >= k_stop; k--) {
         mt_op *op = p->model->ops[p->a + k];
         size_t in = size_at(p, k), out = size_at(p, k + 1);
@@ -434,6 +476,7 @@ static mt_status run(mt_pipeline *p, int n, int train, mt_step_stats *stats)
     memset(stats, 0, sizeof *stats);
     if (train && p->detail)
         memset(&p->st, 0, sizeof p->st);
+    MT_CHECK(post_receives(p, n, M, train));
     for (int m = 0; m < M; m++) {
         micro_range(n, M, m, &lo, &hi);
         MT_CHECK(forward_micro(p, M, m, lo, hi, &t_wait));

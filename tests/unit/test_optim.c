@@ -27,6 +27,44 @@ static void test_plain(void)
     CU_ASSERT_PTR_NULL(opt);
 }
 
+/* plain with a learning rate is SGD without momentum: w <- w - lr g.
+ * w0 = 1, g = 0.25, lr = 0.5: w = 1 - 0.125 = 0.875, then with g = -1:
+ * w = 0.875 + 0.5 = 1.375 (all exact in binary). With lr = 1 the update
+ * must equal w - g bit for bit (the Moreau gradient descent): checked on
+ * values whose difference is inexact in float, 1 - 0.1f. */
+static void test_plain_lr(void)
+{
+    mt_optim *opt = make(MT_OPTIM_PLAIN, 0.5, 0.0, 0), *unit = make(MT_OPTIM_PLAIN, 1.0, 0, 0);
+    float w = 1.0f, g = 0.25f, w1 = 1.0f, g1 = 0.1f;
+
+    mt_optim_step(opt, &w, &g);
+    CU_ASSERT_EQUAL(w, 0.875f);
+    g = -1.0f;
+    mt_optim_step(opt, &w, &g);
+    CU_ASSERT_EQUAL(w, 1.375f);
+    CU_ASSERT_EQUAL(opt->steps, 2);
+    mt_optim_step(unit, &w1, &g1);
+    CU_ASSERT_EQUAL(w1, 1.0f - 0.1f);
+    mt_optim_destroy(&opt);
+    mt_optim_destroy(&unit);
+}
+
+/* sgd with momentum 0 and plain with the same lr take identical steps
+ * (torch.optim.SGD's momentum buffer is then g itself). */
+static void test_plain_is_sgd_without_momentum(void)
+{
+    mt_optim *p = make(MT_OPTIM_PLAIN, 0.3, 0.0, 0), *s = make(MT_OPTIM_SGD, 0.3, 0.0, 0);
+    float wp = 0.7f, ws = 0.7f, g[3] = {0.11f, -2.3f, 0.05f};
+
+    for (int k = 0; k < 3; k++) {
+        mt_optim_step(p, &wp, &g[k]);
+        mt_optim_step(s, &ws, &g[k]);
+        CU_ASSERT_EQUAL(wp, ws);
+    }
+    mt_optim_destroy(&p);
+    mt_optim_destroy(&s);
+}
+
 /* w0 = 1, g = 0.5, lr = 0.1, mu = 0.9:
  *   step 1: b = g = 0.5,              w = 1 - 0.05 = 0.95
  *   step 2: b = 0.9 * 0.5 + 0.5 = 0.95, w = 0.95 - 0.095 = 0.855 */
@@ -77,9 +115,11 @@ int main(void)
 {
     const mt_test_case tests[] = {
         {"plain", test_plain},
+        {"plain with a learning rate", test_plain_lr},
+        {"plain equals sgd without momentum", test_plain_is_sgd_without_momentum},
         {"sgd momentum", test_sgd_momentum},
         {"sgd nesterov", test_sgd_nesterov},
         {"adam", test_adam},
     };
-    return mt_test_main("optim", tests, 4);
+    return mt_test_main("optim", tests, (int)(sizeof tests / sizeof tests[0]));
 }

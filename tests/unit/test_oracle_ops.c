@@ -198,6 +198,35 @@ static void test_qn_decreases(void)
     free_case(&c);
 }
 
+/* The dense op keeps its input-problem factorisation while the weights stay
+ * the same: a second call (cache hit) and a call after the weights changed
+ * (cache miss) give the bits of a fresh solve. */
+static void test_dense_factor_cache(void)
+{
+    mt_op *op = NULL;
+    mt_arena ws = {0};
+    mt_inner closed = {MT_INNER_CLOSED, 1, 0.0, 0};
+    mt_subproblem sp = {MT_SUB_A, 1.5, 0.0};
+
+    MT_TEST_OK(mt_op_dense_create("d", 12, 20, &op));
+    case_t c = make_case(op, 13);
+    float *y1 = mt_alloc(c.nx * sizeof(float)), *y2 = mt_alloc(c.nx * sizeof(float));
+    mt_op *fresh = NULL;
+    for (int round = 0; round < 3; round++) {
+        if (round == 2)
+            c.w[5] += 0.25f; /* new weights: the kept factor must not be used */
+        MT_TEST_OK(mt_solve_input(&closed, &sp, op, c.w, N, c.x, c.fx, c.lambda, y1, NULL, &ws));
+        MT_TEST_OK(mt_op_dense_create("d", 12, 20, &fresh));
+        MT_TEST_OK(mt_solve_input(&closed, &sp, fresh, c.w, N, c.x, c.fx, c.lambda, y2, NULL,
+                                  &ws));
+        mt_op_destroy(&fresh);
+        CU_ASSERT_EQUAL(memcmp(y1, y2, c.nx * sizeof(float)), 0);
+    }
+    mt_free(y1), mt_free(y2);
+    mt_arena_release(&ws);
+    free_case(&c);
+}
+
 int main(void)
 {
     const mt_test_case tests[] = {
@@ -206,6 +235,7 @@ int main(void)
         {"closed = cg on dense (both sides)", test_closed_dense},
         {"closed = cg on avgpool, gap, flatten", test_closed_pool},
         {"qn lowers the objective", test_qn_decreases},
+        {"dense factor cache", test_dense_factor_cache},
     };
-    return mt_test_main("oracle_ops", tests, 5);
+    return mt_test_main("oracle_ops", tests, 6);
 }

@@ -401,12 +401,86 @@ static const double sub_s[3] = {0.1, 1.0, 10.0};
 static const double sub_decay[2] = {0.0, 0.3};
 
 /*
+ * Brute force for the M input problem, global by construction. f is affine
+ * in omega, so for a fixed y1 the objective is an exact quadratic in y2:
+ * three evaluations give its minimiser (the vertex of the parabola). The
+ * profile P(y1) = min_y2 F(y1, y2) is scanned on a grid of spacing at most
+ * 2e-2 over [-R, R] (R from search_radius, outside which F > F(0)); every
+ * grid local minimum is refined by golden section on its two cells, and
+ * the best refined point wins. The profile has at most one local minimum
+ * per period 2 pi of its sine term, and a basin that can hold the global
+ * minimum (depth comparable to the sine's amplitude) spans about a period,
+ * i.e. hundreds of cells; refining every grid minimum, not just the best
+ * one, leaves no near-tie between basins to chance.
+ */
+static ld m_y2(const sub_case *c, ld y1)
+{
+    ld a[2] = {y1, -1.0L}, b[2] = {y1, 0.0L}, d[2] = {y1, 1.0L};
+    ld fa = obj_input(c, a), fb = obj_input(c, b), fd = obj_input(c, d);
+    /* F = A y2^2 + B y2 + C: vertex -B / (2 A), A = (fa + fd - 2 fb) / 2 > 0 */
+    return -(fd - fa) / 2.0L / (fa + fd - 2.0L * fb);
+}
+
+static ld m_profile(const void *ctx, const ld *y1)
+{
+    const sub_case *c = ctx;
+    ld y[2] = {*y1, m_y2(c, *y1)};
+    return obj_input(c, y);
+}
+
+static ld golden(objective F, const void *ctx, ld a, ld b)
+{
+    const ld phi = 0.6180339887498948482L;
+    ld c = b - phi * (b - a), d = a + phi * (b - a), fc = F(ctx, &c), fd = F(ctx, &d);
+
+    for (int it = 0; it < 200; it++) {
+        if (fc < fd) {
+            b = d, d = c, fd = fc;
+            c = b - phi * (b - a);
+            fc = F(ctx, &c);
+        } else {
+            a = c, c = d, fc = fd;
+            d = a + phi * (b - a);
+            fd = F(ctx, &d);
+        }
+    }
+    return 0.5L * (a + b);
+}
+
+static void brute_m(const sub_case *c, ld R, ld y[2])
+{
+    int m = (int)ceill(R / 2e-2L);
+    ld h, best = INFINITY, prev, cur, next = 0.0L;
+
+    m = m < 2000 ? 2000 : m;
+    h = R / m;
+    y[0] = y[1] = 0.0L;
+    prev = INFINITY;
+    for (int i = -m; i <= m; i++) {
+        ld p = h * i, q = p + h;
+        cur = i == -m ? m_profile(c, &p) : next;
+        next = i < m ? m_profile(c, &q) : INFINITY;
+        if (cur <= prev && cur <= next) {
+            ld y1 = golden(m_profile, c, p - h, p + h), v = m_profile(c, &y1);
+            if (v < best) {
+                best = v;
+                y[0] = y1;
+            }
+        }
+        prev = cur;
+    }
+    y[1] = m_y2(c, y[0]);
+}
+
+/*
  * Input problems, both kinds, 3 states x 4 lambdas x 3 s x 2 decays.
  * Tolerance: ||y - y_bf|| <= 1e-5 max(||y_bf||, 1e-6); y is rounded to
  * float (6e-8) and the brute force resolves y to ~1e-9 in long double.
  * The solver's residual must be <= 1e-10 (its stopping rule).
- * When the problem is nonconvex the solver may legitimately stop at a local
- * minimiser other than the global one the grid finds: such a case passes
+ * M problems are solved globally (pendulum.c), so they must match brute_m.
+ * When an A problem is nonconvex the solver (Newton from y = 0) may
+ * legitimately stop at a local minimiser other than the global one the
+ * grid finds: such a case passes
  * only if the solver's point has a higher value than the brute force (else
  * the brute force missed), is a local minimum (descent started there does
  * not move it by more than the tolerance) and beats y = 0.
@@ -426,6 +500,11 @@ static void check_input_case(mt_op *op, const sub_case *c, int *n_local, int *ma
     CU_ASSERT(rep.residual >= 0.0 && rep.residual <= 1e-10);
     if (rep.iterations > max_it[c->s > 0.5])
         max_it[c->s > 0.5] = rep.iterations;
+    if (c->kind == MT_SUB_M) { /* solved globally: must match */
+        brute_m(c, search_radius(c->s, c->decay, lam_n, z_n), yb);
+        CU_ASSERT(rel_err(y, yb, 2, 1e-6) <= 1e-5);
+        return;
+    }
     brute2(obj_input, c, search_radius(c->s, c->decay, lam_n, z_n), yb);
     err = rel_err(y, yb, 2, 1e-6);
     if (err <= 1e-5)
@@ -472,6 +551,51 @@ static void test_solve_x_brute(void)
      * Hessian degrades to linear convergence and breaks these bounds. */
     CU_ASSERT(max_it[0] <= 6);
     CU_ASSERT(max_it[1] <= 20);
+    mt_op_destroy(&op);
+}
+
+/*
+ * The M input problem where it is strongly nonconvex: 200 random cases with
+ * z in [-4, 4]^2, lambda in [-L, L]^2 for L = 1, 10, 100, s in {0.5, 2},
+ * decay 0 or 0.3, so s |lambda_2| delta g / l reaches ~200 (tens of local
+ * minima). The solver must find brute_m's global minimiser (tolerance as
+ * in check_input_case, 1e-5 relative, floor 1e-6) and its value must not
+ * exceed the brute force's (1e-12 relative slack for rounding). Newton from
+ * y = 0, the op's former solver, missed the global minimiser in 13 of the
+ * 72 M cases of test_solve_x_brute.
+ */
+static void test_solve_m_global(void)
+{
+    enum { N_CASES = 200 };
+    static const double scales[3] = {1.0, 10.0, 100.0}, ss[2] = {0.5, 2.0};
+    mt_op *op = make_op();
+    float z[2 * N_CASES], lam[2 * N_CASES];
+    int worse = 0, far = 0;
+
+    mt_test_fill(z, 2 * N_CASES, -4.0f, 4.0f, 61);
+    mt_test_fill(lam, 2 * N_CASES, -1.0f, 1.0f, 62);
+    for (int i = 0; i < N_CASES; i++) {
+        float l[2] = {lam[2 * i] * (float)scales[i % 3], lam[2 * i + 1] * (float)scales[i % 3]};
+        sub_case c = {MT_SUB_M, ss[(i / 3) % 2], (i / 6) % 2 ? 0.3 : 0.0, -0.9, 1, z + 2 * i, l};
+        mt_subproblem sp = {MT_SUB_M, c.s, c.decay};
+        mt_solve_report rep = {-1, -1.0};
+        float y[2], fx[2], w = (float)c.w;
+        ld yb[2], ys[2], R = search_radius(c.s, c.decay, hypotl(l[0], l[1]),
+                                           hypotl(z[2 * i], z[2 * i + 1]));
+
+        MT_TEST_OK(op->vt->forward(op, &w, 1, z + 2 * i, fx));
+        MT_TEST_OK(op->vt->solve_x(op, &sp, &w, 1, z + 2 * i, fx, l, y, &rep));
+        brute_m(&c, R, yb);
+        ys[0] = y[0];
+        ys[1] = y[1];
+        far += rel_err(y, yb, 2, 1e-6) > 1e-5;
+        worse += obj_input(&c, ys) > obj_input(&c, yb) + 1e-12L * fabsl(obj_input(&c, yb)) +
+                                     1e-6L * (fabsl(yb[0]) + fabsl(yb[1])) * 1e-6L;
+    }
+    printf("\n  %d random M problems: %d off the global minimiser, %d with a higher value\n",
+           N_CASES, far, worse);
+    CU_ASSERT_EQUAL(far, 0);
+    CU_ASSERT_EQUAL(worse, 0);
     mt_op_destroy(&op);
 }
 
@@ -726,6 +850,7 @@ int main(void)
         {"vjp/jvp against finite differences", test_jacobians_fd},
         {"adjoint identity", test_adjoint_identity},
         {"input subproblems against brute force", test_solve_x_brute},
+        {"M input problems solved globally", test_solve_m_global},
         {"weight subproblems against brute force", test_solve_w_brute},
         {"cost value and gradient", test_cost_value_grad},
         {"cost prox against brute force", test_cost_prox_brute},

@@ -1,0 +1,56 @@
+/* boundary.c - the agreement of all ranks at the end of a training step. */
+#include <float.h>
+#include <math.h>
+
+#include "cli/boundary.h"
+#include "cli/signals.h"
+
+int mt_all_finite(const float *x, size_t n)
+{
+    int bad = 0;
+
+    /* |x| <= FLT_MAX is false for inf and NaN; no branch, so it vectorises. */
+    for (size_t i = 0; i < n; i++)
+        bad |= !(fabsf(x[i]) <= FLT_MAX);
+    return !bad;
+}
+
+/* This rank's first op with a non-finite parameter, -1 if none. */
+static int first_bad_op(mt_pipeline *p, const mt_model *m)
+{
+    const int *first = mt_pipeline_stage_first(p);
+    int rank = mt_pipeline_rank(p);
+
+    for (int t = first[rank]; t < first[rank + 1]; t++) {
+        const float *w = mt_pipeline_op_params(p, t);
+        if (w && m->ops[t]->n_params > 0 && !mt_all_finite(w, m->ops[t]->n_params))
+            return t;
+    }
+    return -1;
+}
+
+mt_status mt_boundary_agree(MPI_Comm comm, mt_pipeline *p, const mt_model *m, int time_due,
+                            mt_boundary *b)
+{
+    const int n_ops = m->n_ops, bad = first_bad_op(p, m);
+    int mine[3], all[3], rank;
+
+    /* MAX of n_ops - t picks the smallest bad op index t. */
+    MPI_Comm_rank(comm, &rank);
+    mine[0] = mt_signals_pending();
+    mine[1] = rank == 0 && time_due;
+    mine[2] = bad >= 0 ? n_ops - bad : 0;
+    if (MPI_Allreduce(mine, all, 3, MPI_INT, MPI_MAX, comm) != MPI_SUCCESS)
+        return MT_FAIL(MT_ERR_MPI, "MPI_Allreduce at the step boundary failed");
+    b->signal = all[0];
+    b->time_due = all[1];
+    b->bad_op = all[2] > 0 ? n_ops - all[2] : -1;
+    b->bad_rank = -1;
+    if (b->bad_op >= 0) {
+        const int *first = mt_pipeline_stage_first(p);
+        b->bad_rank = 0;
+        while (first[b->bad_rank + 1] <= b->bad_op)
+            b->bad_rank++;
+    }
+    return MT_OK;
+}

@@ -1,0 +1,282 @@
+/*
+ * resume.c - the checkpoint directory of a run: list its checkpoints, pick
+ * the newest usable one for --resume auto, prune old ones for --keep, and
+ * cut metrics.csv back to the resumed step. File-system work is done by
+ * rank 0 and its outcome broadcast, so every rank takes the same branch.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli/report.h"
+#include "cli/resume.h"
+
+/* "<anything>-step<digits>.h5<suffix>": the step, or -1. */
+static long name_step(const char *name, const char *suffix)
+{
+    const char *tag = strstr(name, "-step"), *next;
+    char *end = NULL;
+    long step;
+
+    if (!tag)
+        return -1;
+    while ((next = strstr(tag + 1, "-step")))
+        tag = next;
+    errno = 0;
+    step = strtol(tag + 5, &end, 10);
+    if (end == tag + 5 || errno || step < 0 || strncmp(end, ".h5", 3) != 0 ||
+        strcmp(end + 3, suffix) != 0)
+        return -1;
+    return step;
+}
+
+static int newest_first(const void *a, const void *b)
+{
+    const char *na = a, *nb = b;
+    long sa = name_step(na, ""), sb = name_step(nb, "");
+
+    if (sa != sb)
+        return sa < sb ? 1 : -1;
+    return strcmp(na, nb);
+}
+
+static mt_status list_add(mt_ckpt_list *list, int *cap, const char *name)
+{
+    if (list->n == *cap) {
+        int grown = *cap ? 2 * *cap : 16;
+        void *names = realloc(list->names, (size_t)grown * sizeof *list->names);
+        if (!names)
+            return MT_FAIL(MT_ERR_MEM, "out of memory listing checkpoints");
+        list->names = names;
+        *cap = grown;
+    }
+    snprintf(list->names[list->n++], sizeof list->names[0], "%s", name);
+    return MT_OK;
+}
+
+/* Rank 0: the names, sorted newest first. */
+static mt_status scan(const char *dir, mt_ckpt_list *list)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int cap = 0;
+    mt_status status = MT_OK;
+
+    if (!d)
+        return errno == ENOENT ? MT_OK : MT_FAIL(MT_ERR_IO, "cannot list %s: %s", dir,
+                                                 strerror(errno));
+    while (status == MT_OK && (e = readdir(d)))
+        if (strlen(e->d_name) < 256 && name_step(e->d_name, "") >= 0)
+            status = list_add(list, &cap, e->d_name);
+    closedir(d);
+    if (list->n > 0)
+        qsort(list->names, (size_t)list->n, sizeof *list->names, newest_first);
+    return status;
+}
+
+mt_status mt_ckpt_list_dir(MPI_Comm comm, const char *dir, mt_ckpt_list *list)
+{
+    int rank, n, ok, all_ok;
+    mt_status status = MT_OK;
+
+    memset(list, 0, sizeof *list);
+    MPI_Comm_rank(comm, &rank);
+    if (rank == 0)
+        status = scan(dir, list);
+    n = status == MT_OK ? list->n : -1;
+    MPI_Bcast(&n, 1, MPI_INT, 0, comm);
+    if (n < 0) {
+        mt_ckpt_list_free(list);
+        return rank == 0 ? status : MT_FAIL(MT_ERR_IO, "cannot list %s (see rank 0)", dir);
+    }
+
+    /* Every rank makes room, then they agree before the broadcast. */
+    if (rank != 0)
+        list->names = malloc(((size_t)n + 1) * sizeof *list->names);
+    list->steps = malloc(((size_t)n + 1) * sizeof *list->steps);
+    ok = list->names != NULL || n == 0;
+    ok = ok && list->steps != NULL;
+    MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, comm);
+    if (!all_ok) {
+        mt_ckpt_list_free(list);
+        return MT_FAIL(MT_ERR_MEM, "out of memory listing checkpoints");
+    }
+    list->n = n;
+    if (n > 0)
+        MPI_Bcast(list->names, n * (int)sizeof *list->names, MPI_CHAR, 0, comm);
+    for (int i = 0; i < n; i++)
+        list->steps[i] = name_step(list->names[i], "");
+    return MT_OK;
+}
+
+void mt_ckpt_list_free(mt_ckpt_list *list)
+{
+    free(list->names);
+    free(list->steps);
+    memset(list, 0, sizeof *list);
+}
+
+/* One candidate: loaded, and its step attribute agrees with its name. */
+static mt_status try_one(MPI_Comm comm, mt_pipeline *p, const mt_model *m, const mt_options *o,
+                         const char *path, long name_step_value, mt_snapshot_pos *pos)
+{
+    MT_CHECK(mt_snapshot_load(comm, p, m, o, path, pos));
+    if (pos->step != name_step_value)
+        return MT_FAIL(MT_ERR_FORMAT, "%s: holds step %ld but is named for step %ld", path,
+                       pos->step, name_step_value);
+    return MT_OK;
+}
+
+mt_status mt_resume_auto(MPI_Comm comm, mt_pipeline *p, const mt_model *m, const mt_options *o,
+                         mt_snapshot_pos *pos, char *path, size_t cap)
+{
+    mt_ckpt_list list;
+    mt_status status;
+
+    path[0] = '\0';
+    pos->step = 0;
+    MT_CHECK(mt_ckpt_list_dir(comm, o->checkpoint_dir, &list));
+    status = list.n == 0 ? MT_OK : MT_ERR_FORMAT;
+    for (int i = 0; i < list.n && status == MT_ERR_FORMAT; i++) {
+        snprintf(path, cap, "%s/%s", o->checkpoint_dir, list.names[i]);
+        status = try_one(comm, p, m, o, path, list.steps[i], pos);
+        if (status == MT_ERR_FORMAT || status == MT_ERR_IO) {
+            mt_log(MT_LOG_WARN, "skipping checkpoint %s: %s", path, mt_error_message());
+            mt_error_clear();
+            status = MT_ERR_FORMAT;
+        }
+    }
+    if (status == MT_ERR_FORMAT) {
+        path[0] = '\0';
+        status = MT_FAIL(MT_ERR_FORMAT, "--resume auto: none of the %d checkpoints in %s is "
+                         "usable (see the warnings above); move them away to start afresh",
+                         list.n, o->checkpoint_dir);
+    }
+    if (status == MT_OK && list.n == 0)
+        mt_log(MT_LOG_INFO, "--resume auto: no checkpoint in %s, starting fresh",
+               o->checkpoint_dir);
+    mt_ckpt_list_free(&list);
+    return status;
+}
+
+static void remove_file(const char *dir, const char *name)
+{
+    char path[1400];
+
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    if (unlink(path) != 0 && errno != ENOENT)
+        mt_log(MT_LOG_WARN, "could not delete old checkpoint %s: %s", path, strerror(errno));
+}
+
+/* A name of this net's checkpoints ("<net>-step<N>.h5<suffix>"). */
+static int ours(const char *name, const char *net, const char *suffix)
+{
+    size_t len = strlen(net);
+    return strncmp(name, net, len) == 0 && strncmp(name + len, "-step", 5) == 0 &&
+           name_step(name, suffix) >= 0;
+}
+
+void mt_ckpt_prune(const char *dir, const char *net, long keep, long step)
+{
+    mt_ckpt_list list = {0};
+    DIR *d;
+    struct dirent *e;
+    long kept = 0;
+
+    if (keep <= 0)
+        return;
+    if (scan(dir, &list) != MT_OK) {
+        mt_log(MT_LOG_WARN, "--keep: %s", mt_error_message());
+        mt_error_clear();
+        return;
+    }
+    for (int i = 0; i < list.n; i++) {
+        long s = name_step(list.names[i], "");
+        if (!ours(list.names[i], net, "") || s > step)
+            continue;
+        if (++kept > keep)
+            remove_file(dir, list.names[i]);
+    }
+    mt_ckpt_list_free(&list);
+
+    /* Left by a writer that was killed: never renamed, never readable. */
+    if ((d = opendir(dir))) {
+        while ((e = readdir(d)))
+            if (ours(e->d_name, net, ".tmp") || ours(e->d_name, net, ".reserve"))
+                remove_file(dir, e->d_name);
+        closedir(d);
+    }
+}
+
+/* The step in column `col` (0-based) of a CSV row, or -1 (the header). */
+static long row_step(const char *line, int col)
+{
+    char *end = NULL;
+    long step;
+
+    for (int i = 0; i < col && line; i++)
+        if ((line = strchr(line, ',')))
+            line++;
+    if (!line)
+        return -1;
+    step = strtol(line, &end, 10);
+    return end == line ? -1 : step;
+}
+
+/* Keep the header and the rows of steps <= step; atomic (tmp + rename). */
+static mt_status trim_csv(const char *dir, const char *name, int col, long step)
+{
+    char path[1100], tmp[1110], line[4096];
+    FILE *in, *out;
+    int bad;
+
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    if (!(in = fopen(path, "r")))
+        return MT_OK; /* nothing to trim */
+    if (!(out = fopen(tmp, "w"))) {
+        fclose(in);
+        return MT_FAIL(MT_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
+    }
+    while (fgets(line, sizeof line, in))
+        if (row_step(line, col) <= step && strchr(line, '\n'))
+            fputs(line, out);
+    bad = ferror(in) || ferror(out);
+    fclose(in);
+    if (fclose(out) != 0 || bad || rename(tmp, path) != 0) {
+        mt_status st = MT_FAIL(MT_ERR_IO, "cannot rewrite %s: %s", path, strerror(errno));
+        remove(tmp);
+        return st;
+    }
+    return MT_OK;
+}
+
+mt_status mt_metrics_trim(const char *dir, long step)
+{
+    MT_CHECK(trim_csv(dir, "metrics.csv", 1, step)); /* kind,step,... */
+    return trim_csv(dir, "stages.csv", 0, step);     /* step,stage,... */
+}
+
+mt_status mt_ckpt_dir_check(MPI_Comm comm, const char *dir)
+{
+    int rank, ok;
+    mt_status status = MT_OK;
+
+    MPI_Comm_rank(comm, &rank);
+    if (rank == 0) {
+        status = mt_mkdir_p(dir);
+        if (status == MT_OK && access(dir, W_OK | X_OK) != 0)
+            status = MT_FAIL(MT_ERR_IO, "--checkpoint-dir %s is not writable: %s", dir,
+                             strerror(errno));
+    }
+    ok = status == MT_OK;
+    MPI_Bcast(&ok, 1, MPI_INT, 0, comm);
+    if (!ok && rank != 0)
+        return MT_FAIL(MT_ERR_IO, "--checkpoint-dir %s is not usable (see rank 0)", dir);
+    return status;
+}

@@ -1,0 +1,48 @@
+/*
+ * resume.h - the checkpoint directory of a run: finding the newest complete
+ * checkpoint (--resume auto), keeping the newest N (--keep), and cutting
+ * metrics.csv back to the step a run resumes from.
+ */
+#ifndef MTRAIN_CLI_RESUME_H
+#define MTRAIN_CLI_RESUME_H
+
+#include "cli/snapshot.h"
+
+/* Checkpoint files of a directory: names "<net>-step<N>.h5". */
+typedef struct {
+    int n;
+    char (*names)[256]; /* newest (largest N) first */
+    long *steps;
+} mt_ckpt_list;
+
+/* Rank 0 lists `dir` (missing = empty) and every rank receives the list.
+ * Collective. Free with mt_ckpt_list_free. */
+mt_status mt_ckpt_list_dir(MPI_Comm comm, const char *dir, mt_ckpt_list *list);
+void mt_ckpt_list_free(mt_ckpt_list *list);
+
+/* --resume auto. Collective. Tries the checkpoints of o->checkpoint_dir from
+ * the newest: a damaged or unreadable one (MT_ERR_FORMAT, MT_ERR_IO, or a
+ * step attribute other than its name's) is reported by a warning naming it
+ * and the previous one is tried. `path` (cap bytes) receives the file used,
+ * "" when the directory holds no checkpoint (start fresh; pos->step = 0).
+ * Fails with MT_ERR_ARG when a checkpoint belongs to another run, and with
+ * MT_ERR_FORMAT when checkpoints exist but none is usable. */
+mt_status mt_resume_auto(MPI_Comm comm, mt_pipeline *p, const mt_model *m, const mt_options *o,
+                         mt_snapshot_pos *pos, char *path, size_t cap);
+
+/* Rank 0 only. After checkpoint `step` was written: delete the older
+ * checkpoints of `net` in `dir` beyond the newest `keep` (0 keeps all; files
+ * of later steps, left by an earlier attempt, are not counted) and stale
+ * "<net>-step*.h5.tmp" and ".reserve" files. Failures to delete are warnings. */
+void mt_ckpt_prune(const char *dir, const char *net, long keep, long step);
+
+/* Rank 0 only. Drop the rows of <dir>/metrics.csv and <dir>/stages.csv
+ * after `step` (left by an attempt that went on past its last checkpoint);
+ * atomic (tmp + rename). */
+mt_status mt_metrics_trim(const char *dir, long step);
+
+/* Collective. The checkpoint directory exists (rank 0 creates it) and is a
+ * writable directory; MT_ERR_IO naming it otherwise, on every rank. */
+mt_status mt_ckpt_dir_check(MPI_Comm comm, const char *dir);
+
+#endif

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# The control task through the mtrain executable (--task pendulum):
+#  - every oracle gives the same cost sequence, bit for bit, on 1, 2 and 4
+#    ranks (T = 30, 20 iterations; metrics.csv's iteration and cost columns,
+#    printed with %.17g, compared as text), and the cost goes down by 10% at
+#    least (T = 30: the task defaults are tuned for T >= 25);
+#  - --inner pendulum=qn runs and differs from the exact solver;
+#  - a run resumed from its checkpoint at iteration 10, on another number
+#    of ranks, continues with the same costs;
+#  - bad input (horizon 0, fewer steps than ranks, non-finite or
+#    non-positive hyper-parameters, 0 iterations, options of nets): one
+#    clear line, exit code 2 on every rank, nothing written.
+source "$(dirname "$0")/common.sh"
+MT_TIMEOUT=120
+
+# costs DIR: "iteration,cost" lines of a run's metrics.csv.
+costs() { cut -d, -f1,2 "$1/metrics.csv"; }
+
+for oracle in gd moreau penalized dtp proxprop; do
+    for np in 1 2 4; do
+        if ! mt $np --task pendulum --horizon 30 --iterations 20 --oracle "$oracle" \
+            --run-dir "$WORK/$oracle-$np" >"$WORK/log" 2>&1; then
+            fail "$oracle on $np ranks: exit $?"; sed 's/^/    /' "$WORK/log"; continue
+        fi
+    done
+    rows=$(costs "$WORK/$oracle-1" | wc -l)
+    if [ "$rows" -ne 22 ]; then # header + iterations 0..20
+        fail "$oracle: $rows lines in metrics.csv, expected 22"; continue
+    fi
+    if cmp -s <(costs "$WORK/$oracle-1") <(costs "$WORK/$oracle-2") &&
+        cmp -s <(costs "$WORK/$oracle-1") <(costs "$WORK/$oracle-4"); then
+        pass "$oracle: identical costs on 1, 2 and 4 ranks"
+    else
+        fail "$oracle: costs differ between rank counts"
+        diff <(costs "$WORK/$oracle-1") <(costs "$WORK/$oracle-4") | head -5
+    fi
+    first=$(costs "$WORK/$oracle-1" | awk -F, 'NR == 2 { print $2 }')
+    last=$(costs "$WORK/$oracle-1" | awk -F, 'END { print $2 }')
+    if awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < 0.9 * a) }'; then
+        pass "$oracle: cost $first -> $last"
+    else
+        fail "$oracle: cost did not go down enough ($first -> $last)"
+    fi
+done
+
+# The paper's quasi-Newton inner solver for the pendulum ops.
+if mt 2 --task pendulum --horizon 30 --iterations 20 --oracle moreau --inner pendulum=qn \
+    --run-dir "$WORK/qn" >"$WORK/log" 2>&1 && ! cmp -s <(costs "$WORK/qn") \
+    <(costs "$WORK/moreau-2"); then
+    pass "moreau with --inner pendulum=qn runs and differs from the exact solver"
+else
+    fail "moreau with --inner pendulum=qn"; sed 's/^/    /' "$WORK/log"
+fi
+
+# Checkpoint at 10 and 20 on 2 ranks; resume from 10 on 3 ranks into a copy
+# of the metrics file cut after iteration 10.
+mkdir -p "$WORK/resumed"
+if mt 2 --task pendulum --horizon 30 --iterations 20 --oracle moreau --checkpoint-every 10 \
+        --checkpoint-dir "$WORK/ck" --run-dir "$WORK/whole" >"$WORK/log" 2>&1 &&
+    head -n 12 "$WORK/whole/metrics.csv" >"$WORK/resumed/metrics.csv" &&
+    mt 3 --task pendulum --horizon 30 --iterations 20 --oracle moreau \
+        --resume "$WORK/ck/pendulum-step00000010.h5" --checkpoint-dir "$WORK/ck2" \
+        --run-dir "$WORK/resumed" >>"$WORK/log" 2>&1 &&
+    cmp -s <(costs "$WORK/whole") <(costs "$WORK/resumed"); then
+    pass "resumed at iteration 10 on 3 ranks: same 21 costs as the uninterrupted run"
+else
+    fail "checkpoint and resume of the task"; sed 's/^/    /' "$WORK/log"
+fi
+rm -rf "$WORK/ck" "$WORK/ck2"
+
+# expect_usage NP PATTERN ARGS...: exit 2, stderr matches PATTERN, one line,
+# no run directory or checkpoint written.
+expect_usage() {
+    local np=$1 pattern=$2; shift 2
+    local out="$WORK/out"
+    mt "$np" --run-dir "$WORK/run" --checkpoint-dir "$WORK/ckpt" "$@" >"$out" 2>&1
+    local code=$?
+    if [ "$code" -ne 2 ]; then
+        fail "np=$np $*: exit $code, expected 2"; sed 's/^/    /' "$out"; return
+    fi
+    if ! grep -q -- "$pattern" "$out"; then
+        fail "np=$np $*: message lacks '$pattern'"; sed 's/^/    /' "$out"; return
+    fi
+    if [ "$(grep -c 'mtrain:' "$out")" -ne 1 ]; then
+        fail "np=$np $*: expected exactly one error line"; sed 's/^/    /' "$out"; return
+    fi
+    if [ -e "$WORK/run" ] || [ -e "$WORK/ckpt" ]; then
+        fail "np=$np $*: files were written"; rm -rf "$WORK/run" "$WORK/ckpt"; return
+    fi
+    pass "np=$np $* -> exit 2: $(grep 'mtrain:' "$out")"
+}
+
+# Every rank must exit 2 (2 ranks); a few cases once more on 1 rank.
+expect_usage 1 "--horizon '0'" --task pendulum --horizon 0
+expect_usage 1 "--sigma 'nan'" --task pendulum --oracle moreau --sigma nan
+expect_usage 1 "--horizon applies to control tasks only" --horizon 10
+expect_usage 2 "--horizon '0'" --task pendulum --horizon 0
+expect_usage 2 "--horizon '-3'" --task pendulum --horizon -3
+expect_usage 2 "--horizon '2.5'" --task pendulum --horizon 2.5
+expect_usage 2 "--iterations '0'" --task pendulum --iterations 0
+expect_usage 2 "--sigma 'nan'" --task pendulum --oracle moreau --sigma nan
+expect_usage 2 "--sigma 'inf'" --task pendulum --oracle moreau --sigma inf
+expect_usage 2 "--gamma '0'" --task pendulum --oracle moreau --gamma 0
+expect_usage 2 "--lr '-1'" --task pendulum --lr -1
+expect_usage 2 "--kappa '-inf'" --task pendulum --oracle penalized --kappa -inf
+expect_usage 2 "--task 'cartpole'" --task cartpole
+expect_usage 2 "--horizon applies to control tasks only" --horizon 10
+expect_usage 2 "--batch does not apply to --task" --task pendulum --batch 4
+expect_usage 2 "--net does not apply to --task" --task pendulum --net mlp
+expect_usage 2 "--horizon 1 on 2 ranks" --task pendulum --horizon 1
+expect_usage 4 "--horizon 3 on 4 ranks" --task pendulum --horizon 3 --iterations 5
+finish

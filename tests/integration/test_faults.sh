@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# Faults during a run:
+#  1. one of 4 ranks SIGKILLed in the middle of a step: every other rank is
+#     gone within 10 s, mpirun exits non-zero, and the last checkpoint is
+#     intact (h5py reads it; --resume auto on 2 ranks finishes the run);
+#  2. the checkpoint directory on a small tmpfs mounted here (two sizes: too
+#     small for the metadata reserve, and full in the middle of the data),
+#     on 1 and 4 ranks: exit 1 within 60 s with a line naming the file and
+#     the free space, earlier checkpoints untouched and resumable, no .tmp
+#     or .reserve file left (SKIP lines if mounting is not permitted);
+#  3. a checkpoint directory that is not a directory (a path under a
+#     regular file; root ignores permission bits): exit 2 before training;
+#     and one replaced by a regular file mid-run: exit 1, the previous
+#     checkpoint kept;
+#  4. non-finite values (--lr 1e6 with gd; moreau): exit 1, the message
+#     names the step and the stage (op and rank), and no checkpoint holds
+#     the bad state (the newest one has finite parameters and an earlier
+#     step than the failing one).
+source "$(dirname "$0")/common.sh"
+source "$(dirname "$0")/exact_lib.sh"
+small_data
+base=(--data "$WORK/data" --net convnet --threads 1)
+
+# start NP ARGS...: mpirun in the background under a 120 s guard; sets GUARD
+# (the timeout process) and MPIRUN (its child).
+start() {
+    local np=$1 t=0; shift
+    MPIRUN=
+    timeout -s KILL 120 mpirun -n "$np" --oversubscribe --bind-to none "$MTRAIN_BIN" "$@" \
+        >"$WORK/log" 2>&1 &
+    GUARD=$!
+    while [ -z "$MPIRUN" ] && [ $t -lt 100 ]; do MPIRUN=$(pgrep -P $GUARD); sleep 0.05; t=$((t + 1)); done
+}
+
+# ---- 1. a rank killed mid-step -------------------------------------------
+ck="$WORK/ck-kill"
+start 4 "${base[@]}" --batch 256 --oracle penalized --steps 12 --checkpoint-every 2 \
+    --run-dir "$WORK/run-kill" --checkpoint-dir "$ck" --log-every 1
+t=0
+until grep -q 'step 3/' "$WORK/log" || [ $t -ge 1200 ]; do sleep 0.05; t=$((t + 1)); done
+sleep 0.3 # inside step 4
+ranks=($(pgrep -P "$MPIRUN"))
+victim=${ranks[2]}
+t0=$(date +%s.%N)
+kill -KILL "$victim"
+alive=1
+while [ $alive = 1 ]; do
+    alive=0
+    for r in "${ranks[@]}"; do
+        [ "$r" != "$victim" ] && ps -o stat= -p "$r" 2>/dev/null | grep -qv Z && alive=1
+    done
+    [ "$(echo "$(date +%s.%N) - $t0 > 30" | bc)" = 1 ] && break
+    sleep 0.05
+done
+gone=$(echo "$(date +%s.%N) - $t0" | bc)
+wait $GUARD
+code=$?
+last=$(cat "$ck/latest" 2>/dev/null)
+if [ ${#ranks[@]} -eq 4 ] && [ $alive = 0 ] && [ "$(echo "$gone < 10" | bc)" = 1 ] &&
+        [ $code -ne 0 ] && [ "$last" = convnet-step00000002.h5 ]; then
+    pass "rank 2 of 4 SIGKILLed in step 4: the others gone after ${gone%???????} s, mpirun exit $code"
+else
+    fail "rank kill: ${#ranks[@]} ranks, alive=$alive after $gone s, exit $code, latest '$last'"
+    tail -5 "$WORK/log"
+fi
+if "$EXACT_PY" -c "import h5py, sys; f = h5py.File(sys.argv[1], 'r'); assert f.attrs['complete'] == 1" \
+        "$ck/$last" && ! ls "$ck" | grep -q '\.tmp$' &&
+        mt 2 "${base[@]}" --batch 256 --oracle penalized --steps 6 --resume auto \
+            --run-dir "$WORK/run-kill" --checkpoint-dir "$ck" >"$WORK/log" 2>&1 &&
+        grep -q "resumed from $ck/$last at step 2" "$WORK/log"; then
+    pass "the last checkpoint is intact: h5py reads it, resume auto on 2 ranks finishes"
+else
+    fail "the last checkpoint after the kill"; tail -5 "$WORK/log"
+fi
+
+# ---- 2. a full file system ------------------------------------------------
+mnt="$WORK/mnt"
+mkdir -p "$mnt"
+full_fs() {
+    local size=$1 np=$2 want=$3
+    if ! mount -t tmpfs -o "size=$size" tmpfs "$mnt" 2>/dev/null; then
+        echo "SKIP: cannot mount a tmpfs here (not permitted): full-disk case $size np=$np"
+        return
+    fi
+    trap 'umount "$mnt" 2>/dev/null; rm -rf "$WORK"' EXIT
+    mt "$np" "${base[@]}" --batch 128 --oracle gd --steps 6 --checkpoint-every 1 \
+        --run-dir "$WORK/run-full" --checkpoint-dir "$mnt/ck" >"$WORK/log" 2>&1
+    local code=$? kept line
+    kept=$(ls "$mnt/ck" 2>/dev/null | grep -c '\.h5$')
+    line=$(grep 'mtrain:' "$WORK/log")
+    if [ $code -eq 1 ] && [[ "$line" == *"$want"* ]] && [[ "$line" == *"KiB free"* ]] &&
+            ! ls -a "$mnt/ck" 2>/dev/null | grep -qE '\.(tmp|reserve)$'; then
+        pass "tmpfs of $size, $np ranks: exit 1, $kept earlier checkpoint(s): ${line#mtrain: }"
+    else
+        fail "tmpfs of $size, $np ranks: exit $code"; sed 's/^/    /' "$WORK/log" | tail -6
+    fi
+    if [ "$kept" -gt 0 ]; then
+        local newest
+        newest=$(ls "$mnt/ck" | grep '\.h5$' | tail -1)
+        if mt "$np" "${base[@]}" --batch 128 --oracle gd --steps 6 --resume "$mnt/ck/$newest" \
+                --run-dir "$WORK/run-full2" --checkpoint-dir "$WORK/ck-full2" \
+                >"$WORK/log" 2>&1; then
+            pass "tmpfs of $size, $np ranks: $newest resumes elsewhere"
+        else
+            fail "tmpfs of $size, $np ranks: $newest does not resume"; tail -3 "$WORK/log"
+        fi
+    fi
+    umount "$mnt"
+}
+for np in 1 4; do
+    full_fs 200k $np "cannot reserve"
+    full_fs 600k $np "cannot write dataset"
+done
+
+# ---- 3. a checkpoint directory that cannot be one --------------------------
+touch "$WORK/plain-file"
+mt 2 "${base[@]}" --batch 128 --steps 2 --run-dir "$WORK/run-nd" \
+    --checkpoint-dir "$WORK/plain-file/ck" >"$WORK/log" 2>&1
+code=$?
+if [ $code -eq 2 ] && grep -q "mtrain: cannot create directory $WORK/plain-file/ck" "$WORK/log" &&
+        ! grep -q 'step 1/' "$WORK/log"; then
+    pass "checkpoint dir under a regular file: exit 2 before training"
+else
+    fail "checkpoint dir under a regular file: exit $code"; tail -3 "$WORK/log"
+fi
+
+ck="$WORK/ck-gone"
+start 2 "${base[@]}" --batch 128 --oracle penalized --steps 20 --checkpoint-every 3 \
+    --run-dir "$WORK/run-gone" --checkpoint-dir "$ck" --log-every 1
+t=0
+until [ -e "$ck/convnet-step00000003.h5" ] || [ $t -ge 1200 ]; do sleep 0.05; t=$((t + 1)); done
+mv "$ck" "$ck.old" && touch "$ck"
+wait $GUARD
+code=$?
+if [ $code -eq 1 ] && grep -q 'mtrain: .*ck-gone' "$WORK/log" &&
+        [ "$(cat "$ck.old/latest")" = convnet-step00000003.h5 ] &&
+        "$EXACT_PY" "$EXACT_EQUAL" "$ck.old/convnet-step00000003.h5" \
+            "$ck.old/convnet-step00000003.h5"; then
+    pass "checkpoint dir replaced by a file mid-run: exit 1 ($(grep 'mtrain:' "$WORK/log" | cut -c1-90)...), step 3 kept"
+else
+    fail "checkpoint dir replaced mid-run: exit $code"; tail -4 "$WORK/log"
+fi
+
+# ---- 4. non-finite values ---------------------------------------------------
+nonfinite() {
+    local np=$1 oracle=$2 pattern=$3 ck="$WORK/ck-nan-$1-$2"
+    mt "$np" "${base[@]}" --batch 128 --oracle "$oracle" --lr 1e6 --steps 8 --checkpoint-every 1 \
+        --run-dir "$WORK/run-nan" --checkpoint-dir "$ck" >"$WORK/log" 2>&1
+    local code=$? line step newest
+    line=$(grep 'mtrain:' "$WORK/log" | head -1)
+    step=$(echo "$line" | sed -n 's/.*step \([0-9]*\).*/\1/p')
+    newest=$(ls "$ck" | grep '\.h5$' | tail -1)
+    if [ $code -ne 0 ] && [ $code -lt 128 ] && [[ "$line" =~ $pattern ]] && [ -n "$step" ] &&
+            [ -n "$newest" ] && [ "$newest" \< "$(printf 'convnet-step%08d.h5' "$step")" ] &&
+            "$EXACT_PY" - "$ck/$newest" <<'PY'
+import sys, h5py, numpy as np
+f = h5py.File(sys.argv[1], "r")
+assert all(np.isfinite(f["model"][k][()]).all() for k in f["model"])
+PY
+    then
+        pass "$oracle on $np ranks, --lr 1e6: exit $code, newest checkpoint $newest is finite: ${line#mtrain: }"
+    else
+        fail "$oracle on $np ranks, --lr 1e6: exit $code, newest '$newest'"; sed 's/^/    /' "$WORK/log" | tail -5
+    fi
+}
+nonfinite 2 gd 'step [0-9]+: non-finite parameters in op features\.0 \(conv2d, stage of rank 0\)'
+nonfinite 4 gd 'step [0-9]+: non-finite parameters in op features\.0 \(conv2d, stage of rank 0\)'
+nonfinite 2 moreau '\[rank 1\] step [0-9]+: .*non-finite'
+finish
