@@ -49,6 +49,25 @@ def cpu_pct(text):
     return int(m.group(1)) if m else None
 
 
+def others_cores(raw, name, text):
+    """Cores' worth of CPU that other processes used during a run: the
+    machine's busy time (/proc/stat, before and after) minus this process's
+    user + system time, over the wall time."""
+    try:
+        b0, t0, b1, t1 = map(int, read(os.path.join(raw, name + ".cpu")).split())
+        user = float(re.search(r"User time \(seconds\): ([\d.]+)", text).group(1))
+        syst = float(re.search(r"System time \(seconds\): ([\d.]+)", text).group(1))
+        wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", text).group(1)
+    except (OSError, ValueError, AttributeError):
+        return None
+    secs = 0.0
+    for part in wall.split(":"):
+        secs = 60 * secs + float(part)
+    n_cpu = os.cpu_count() or 1
+    busy = (b1 - b0) / max(t1 - t0, 1) * n_cpu  # cores busy on average
+    return max(busy - (user + syst) / max(secs, 1e-9), 0.0)
+
+
 def maxrss_kb(text):
     m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
     return int(m.group(1)) if m else None
@@ -113,7 +132,7 @@ def mtrain_result(raw, name):
     need, parts = mtrain_need(text, threads)
     return {"step": statistics.median(dt), "n": len(dt), "warmup": warm, "mflop": mflop,
             "rss": maxrss_kb(text), "need": need, "parts": parts, "times": dt,
-            "cpu": cpu_pct(text)}
+            "cpu": cpu_pct(text), "others": others_cores(raw, name, text)}
 
 
 def torch_result(raw, name):
@@ -128,7 +147,7 @@ def torch_result(raw, name):
     d = kv(line)
     return {"step": float(d["median_s"]), "n": int(d["steps"]), "rss": maxrss_kb(text),
             "need": int(d["need_bytes"]), "base": int(d["base_kb"]), "text": text,
-            "cpu": cpu_pct(text)}
+            "cpu": cpu_pct(text), "others": others_cores(raw, name, text)}
 
 
 # ---- formatting -------------------------------------------------------------------
@@ -171,9 +190,11 @@ def main_table(raw, pk):
     print("Step time: median of the timed steps (count in brackets). GFLOP/s = 3 x forward "
           "FLOPs x batch / step time; % = of the sgemm peak at the same thread count. "
           "cpu = the process's CPU time over its wall time (/usr/bin/time; 100% = one core, "
-          "whole process including start-up): a 2-thread row far below 200% ran on cores "
-          "shared with other processes.\n")
-    print("| net | threads | torch img/s (cpu) | mtrain gd img/s (cpu) | gd / torch | mtrain "
+          "whole process including start-up), then the cores' worth of CPU that other "
+          "processes took meanwhile (/proc/stat): a 2-thread row with others > 0.2 ran on "
+          "cores shared with other jobs.\n")
+    print("| net | threads | torch img/s (cpu, others) | mtrain gd img/s (cpu, others) | "
+          "gd / torch | mtrain "
           "penalized img/s | penalized / torch | gd GFLOP/s (% peak) | torch GFLOP/s (% peak) |")
     print("|---|---|---|---|---|---|---|---|---|")
     results = {}
@@ -205,7 +226,10 @@ def main_table(raw, pk):
                 return f" [{r['n']}]" if r and "n" in r else ""
 
             def c(r):
-                return f" ({r['cpu']}%)" if r and r.get("cpu") is not None else ""
+                if not r or r.get("cpu") is None:
+                    return ""
+                o = r.get("others")
+                return f" ({r['cpu']}%" + (f", others {o:.1f})" if o is not None else ")")
 
             print(f"| {net} | {t} | {fmt(ips(tr))}{n(tr)}{c(tr)} | {fmt(ips(gd))}{n(gd)}{c(gd)} | "
                   f"{ratio(ips(gd), ips(tr))} | {fmt(ips(pen), '.1f')}{n(pen)} | "

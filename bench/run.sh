@@ -50,6 +50,10 @@ mpirun_cmd=(mpirun --oversubscribe --bind-to none)
 
 say() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
 
+# Busy and total jiffies of the whole machine (/proc/stat), to tell how much
+# CPU other processes took while a measurement ran.
+cpu_snap() { awk '/^cpu /{t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t}' /proc/stat; }
+
 # ---- build ----------------------------------------------------------------
 say "building into $build"
 if [ ! -f "$build/CMakeCache.txt" ]; then
@@ -82,18 +86,24 @@ done
 run_mtrain() {
     local net=$1 oracle=$2 t=$3 n=$4 w=$5 name=$6
     say "mtrain $net $oracle, $t thread(s), $w + $n steps"
+    local before
+    before=$(cpu_snap)
     "${benv[@]}" /usr/bin/time -v "$build/mtrain" --net "$net" --oracle "$oracle" \
         --threads "$t" --batch 128 --steps $((w + n + 1)) --eval-every 1000000 \
         --log-every 1000000 --run-dir "$raw/run-$name" --checkpoint-dir "$raw/ckpt" \
         >"$raw/$name.log" 2>&1
     echo "timed $n warmup $w" >"$raw/$name.steps"
+    echo "$before $(cpu_snap)" >"$raw/$name.cpu"
 }
 
 run_torch() {
     local net=$1 t=$2 n=$3 w=$4 name=$5
+    local before
     say "torch $net, $t thread(s), $w + $n steps"
+    before=$(cpu_snap)
     "${benv[@]}" /usr/bin/time -v /usr/bin/python3 "$root/bench/torch_step.py" --net "$net" \
         --threads "$t" --steps "$n" --warmup "$w" --backends >"$raw/$name.log" 2>&1
+    echo "$before $(cpu_snap)" >"$raw/$name.cpu"
 }
 
 # ---- main table: interleaved so that both sides see the same machine ---------
