@@ -581,6 +581,11 @@ static void copy_strided(const float *src, int st, int n, float *dst)
         __m512 v = st == 1 ? lo : _mm512_permutex2var_ps(lo, even, _mm512_loadu_ps(src + 2 * i + 16));
         _mm512_storeu_ps(dst + i, v);
     }
+    if (st == 1 && i < n) { /* a short row or the tail: one masked copy */
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        _mm512_mask_storeu_ps(dst + i, m, _mm512_maskz_loadu_ps(m, src + i));
+        return;
+    }
 #endif
     for (; i < n; i++)
         dst[i] = src[i * st];
