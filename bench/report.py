@@ -271,6 +271,8 @@ def memory_table(results):
 
 def oracle_table(raw):
     print("\n## Oracles: step time relative to gd (2 threads, batch 128)\n")
+    print("Default solvers of each oracle; `*`: other processes took more than a quarter "
+          "of a core during that run (not repeated: these runs are long).\n")
     print("| net | " + " | ".join(ORACLES) + " |")
     print("|---|" + "---|" * len(ORACLES))
     for net in NETS:
@@ -282,7 +284,8 @@ def oracle_table(raw):
             if not r or "step" not in r or not base:
                 cells.append("-")
             else:
-                cells.append(f"{r['step'] / base:.1f}x ({r['step']:.2f} s, {r['n']} steps)")
+                busy = " *" if (r.get("others") or 0) > 0.25 else ""
+                cells.append(f"{r['step'] / base:.1f}x ({r['step']:.2f} s, {r['n']} steps){busy}")
         print(f"| {net} | " + " | ".join(cells) + " |")
 
 
