@@ -165,12 +165,14 @@ void mt_col2im_rows(const mt_conv_geom *g, const float *col, size_t ldc, int oy0
  * only. */
 int mt_conv_chunk_rows(const mt_conv_geom *g);
 
-/* A convolution layer over a batch, on the FMA micro-kernel with im2col in
- * chunks of output rows. w [out_c][c k k] (PyTorch's [out][in][k][k]),
- * x [n][c][h][w], y and dy [n][out_c][oh][ow]. Per sample, every output
- * element is computed in an order fixed by the geometry; the weight
- * gradient sums samples in order within blocks of MT_BLOCK and adds the
- * blocks in order (fixed by n). OpenMP inside; ws grows once.
+/* A convolution layer over a batch, on the FMA micro-kernel with im2col
+ * packed straight into its operands (src/kernels/conv_fma.c says how).
+ * w [out_c][c k k] (PyTorch's [out][in][k][k]), x [n][c][h][w], y and dy
+ * [n][out_c][oh][ow]. Per sample, every output element is computed in an
+ * order fixed by the geometry, from that sample's data only; the weight
+ * gradient sums samples in order within blocks of MT_BLOCK (in an order
+ * fixed by the geometry) and adds the blocks in order (fixed by n). OpenMP
+ * inside; ws grows once.
  *   mt_conv_forward:          y = W * x (+ bias per channel when not NULL)
  *   mt_conv_backward_data:    dx = W^T * dy (the adjoint in x)
  *   mt_conv_backward_weights: dw = sum_i dy_i col(x_i)^T, db = sum dy_i */

@@ -18,12 +18,14 @@
 #include <immintrin.h>
 #endif
 
+/* MR_SMALL: a second, smaller row count for products whose row count
+ * MR would pad much more (16 output channels). */
 #if defined(__AVX512F__)
-enum { MT_FMA_VW = 16, MT_FMA_MR = 8 }; /* 16 zmm accumulators */
+enum { MT_FMA_VW = 16, MT_FMA_MR = 12, MT_FMA_MR_SMALL = 8 }; /* 24 zmm accumulators */
 #elif defined(__AVX2__) && defined(__FMA__)
-enum { MT_FMA_VW = 8, MT_FMA_MR = 6 }; /* 12 ymm accumulators */
+enum { MT_FMA_VW = 8, MT_FMA_MR = 6, MT_FMA_MR_SMALL = 4 }; /* 12 ymm accumulators */
 #else
-enum { MT_FMA_VW = 4, MT_FMA_MR = 4 }; /* portable: fmaf per lane */
+enum { MT_FMA_VW = 4, MT_FMA_MR = 4, MT_FMA_MR_SMALL = 2 }; /* portable: fmaf per lane */
 #endif
 /* NR columns per tile; KC rows of k per chunk where a product is chunked. */
 enum { MT_FMA_NR = 2 * MT_FMA_VW, MT_FMA_KC = 256 };
@@ -39,6 +41,10 @@ static inline size_t mt_round_up(size_t x, size_t m)
 void mt_fma_kernel_ab(int kc, const float *ap, const float *b, size_t ldb, float *c, size_t ldc,
                       int first);
 
+/* The same for MR_SMALL rows, ap packed [kc][MR_SMALL]. */
+void mt_fma_kernel_ab_small(int kc, const float *ap, const float *b, size_t ldb, float *c,
+                            size_t ldc, int first);
+
 /* c[r][j] (+)= sum_{k < K} a[r][k] bp[k][j] for r < MR, j < NR: the MR rows
  * of a read in place (lda apart), bp a packed panel [K][NR] aligned to 64
  * bytes, c rows ldc floats apart; first = 1 starts from 0, else continues
@@ -50,5 +56,7 @@ void mt_fma_kernel_rows(int K, const float *a, size_t lda, const float *bp, floa
  * them), k < K: row groups of a strided matrix (cs = 1: rows of a; rs = 1:
  * columns). ap holds round_up(rows, MR) K floats. Serial. */
 void mt_fma_pack(int rows, int K, const float *a, size_t rs, size_t cs, float *ap);
+/* The same in groups of mr rows (mr = MR or MR_SMALL). */
+void mt_fma_pack_rows(int mr, int rows, int K, const float *a, size_t rs, size_t cs, float *ap);
 
 #endif

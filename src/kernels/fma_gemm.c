@@ -13,18 +13,20 @@
  * calls must be MT_BLOCK-row tiles, and each such call re-packs the whole
  * weight matrix for only 32 rows of work (measured: 50-60% of sgemm peak).
  * Here the weights are read in place (nt) or packed once per panel and
- * shared by all rows (nn).
+ * shared by all rows (nn). Work units go to threads dynamically; no result
+ * depends on which thread ran a unit.
  */
 #include <omp.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "fma.h"
 #include "mtrain/kernels.h"
 
 enum { VW = MT_FMA_VW, MR = MT_FMA_MR, NR = MT_FMA_NR, KC = MT_FMA_KC };
-/* PU panels per work unit of mt_gemm_nn, RB row groups per work unit of
- * mt_gemm_tn (measured best on the MLP's 4000 x 3072 layer). */
-enum { PU = 4, RB = 8 };
+/* PU panels per work unit of mt_gemm_nn, RB row groups per unit of
+ * mt_gemm_tn. */
+enum { PU = 8, RB = 4 };
 
 typedef float vf __attribute__((vector_size(VW * sizeof(float))));
 /* The same, for loads and stores at any float alignment. */
@@ -68,41 +70,61 @@ void mt_fma_kernel_rows(int K, const float *a, size_t lda, const float *bp, floa
     }
 }
 
-void mt_fma_kernel_ab(int kc, const float *ap, const float *b, size_t ldb, float *c, size_t ldc,
-                      int first)
+/* The kernel for mr rows (a constant at each call site below, so the loops
+ * over r unroll into registers). */
+static inline __attribute__((always_inline)) void kernel_ab(const int mr, int kc, const float *ap,
+                                                            const float *b, size_t ldb, float *c,
+                                                            size_t ldc, int first)
 {
     vf acc[MR][2];
 
-    for (int r = 0; r < MR; r++) {
+    for (int r = 0; r < mr; r++) {
         acc[r][0] = first ? (vf){0} : (vf)(*(const vfu *)(c + r * ldc));
         acc[r][1] = first ? (vf){0} : (vf)(*(const vfu *)(c + r * ldc + VW));
     }
     for (int k = 0; k < kc; k++) {
         vf b0 = *(const vfu *)(b + k * ldb), b1 = *(const vfu *)(b + k * ldb + VW);
-        for (int r = 0; r < MR; r++) {
-            float s = ap[k * MR + r];
+        for (int r = 0; r < mr; r++) {
+            float s = ap[k * mr + r];
             acc[r][0] = fma_bcast(s, b0, acc[r][0]);
             acc[r][1] = fma_bcast(s, b1, acc[r][1]);
         }
     }
-    for (int r = 0; r < MR; r++) {
+    for (int r = 0; r < mr; r++) {
         *(vfu *)(c + r * ldc) = acc[r][0];
         *(vfu *)(c + r * ldc + VW) = acc[r][1];
     }
 }
 
-void mt_fma_pack(int rows, int K, const float *a, size_t rs, size_t cs, float *ap)
+void mt_fma_kernel_ab(int kc, const float *ap, const float *b, size_t ldb, float *c, size_t ldc,
+                      int first)
 {
-    int ng = (rows + MR - 1) / MR;
+    kernel_ab(MR, kc, ap, b, ldb, c, ldc, first);
+}
+
+void mt_fma_kernel_ab_small(int kc, const float *ap, const float *b, size_t ldb, float *c,
+                            size_t ldc, int first)
+{
+    kernel_ab(MT_FMA_MR_SMALL, kc, ap, b, ldb, c, ldc, first);
+}
+
+void mt_fma_pack_rows(int mr, int rows, int K, const float *a, size_t rs, size_t cs, float *ap)
+{
+    int ng = (rows + mr - 1) / mr;
 
     for (int g = 0; g < ng; g++) {
-        float *dst = ap + (size_t)g * K * MR;
-        for (int r = 0; r < MR; r++) {
-            int i = g * MR + r;
+        float *dst = ap + (size_t)g * K * mr;
+        for (int r = 0; r < mr; r++) {
+            int i = g * mr + r;
             for (int k = 0; k < K; k++)
-                dst[(size_t)k * MR + r] = i < rows ? a[(size_t)i * rs + k * cs] : 0.0f;
+                dst[(size_t)k * mr + r] = i < rows ? a[(size_t)i * rs + k * cs] : 0.0f;
         }
     }
+}
+
+void mt_fma_pack(int rows, int K, const float *a, size_t rs, size_t cs, float *ap)
+{
+    mt_fma_pack_rows(MR, rows, K, a, rs, cs, ap);
 }
 
 /* Zero rows [0, rows) x [0, n) of c (the k == 0 product). */
@@ -159,7 +181,7 @@ mt_status mt_gemm_nt(int rows, int n, int k, const float *a, int lda, const floa
 
     /* C^T = B A^T: rows of B (MR at a time) against panels of NR rows of A;
      * consecutive units of a thread share the rows of B. */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, np)
     for (int u = 0; u < ng * np; u++) {
         int g = u / np, p = u % np;
         float *tile = ap + packed + per_thread * omp_get_thread_num(), *pad = tile + MR * NR;
@@ -202,13 +224,29 @@ static void pack_b_chunk(int kc, int k0, int c0, int n, const float *b, int ldb,
     }
 }
 
+/* bb[p - p0][k][j] = b[k0 + k][p NR + j] for the panels [p0, p1): one run
+ * of a row of B per k (0 past column n). */
+static void pack_b_panels(int kc, int k0, int p0, int p1, int n, const float *b, int ldb,
+                          float *bb)
+{
+    for (int k = 0; k < kc; k++) {
+        const float *row = b + (size_t)(k0 + k) * ldb;
+        for (int p = p0; p < p1; p++) {
+            float *dst = bb + ((size_t)(p - p0) * KC + k) * NR;
+            int w = n - p * NR < NR ? n - p * NR : NR;
+            memcpy(dst, row + p * NR, sizeof(float) * w);
+            memset(dst + w, 0, sizeof(float) * (NR - w));
+        }
+    }
+}
+
 mt_status mt_gemm_nn(int rows, int n, int k, const float *a, int lda, const float *b, int ldb,
                      float *c, int ldc, mt_scratch *ws)
 {
     int ng = (rows + MR - 1) / MR, np = (n + NR - 1) / NR, nu = (np + PU - 1) / PU;
     size_t packed = mt_round_up((size_t)ng * MR * k, 16);
     size_t cpanel = (size_t)ng * MR * NR;
-    size_t per_thread = mt_round_up((size_t)KC * NR + cpanel * PU, 16);
+    size_t per_thread = mt_round_up(((size_t)KC * NR + cpanel) * PU, 16);
     float *ap;
 
     if (rows <= 0 || n <= 0)
@@ -223,20 +261,23 @@ mt_status mt_gemm_nn(int rows, int n, int k, const float *a, int lda, const floa
     pack_row_groups(rows, k, a, lda, ap);
 
     /* A unit is PU panels of NR columns: each chunk of KC rows of B is packed
-     * once per panel and used by every row group; the unit's panels of C
+     * once for the unit (one run per row) and used by every row group; the
+     * unit's panels of C
      * accumulate in cbuf and are copied out at the end. */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic)
     for (int u = 0; u < nu; u++) {
-        float *bb = ap + packed + per_thread * omp_get_thread_num(), *cbuf = bb + KC * NR;
+        float *bb = ap + packed + per_thread * omp_get_thread_num(), *cbuf = bb + KC * NR * PU;
         int p0 = u * PU, p1 = p0 + PU < np ? p0 + PU : np;
 
         for (int k0 = 0; k0 < k; k0 += KC) {
             int kc = k - k0 < KC ? k - k0 : KC;
+            pack_b_panels(kc, k0, p0, p1, n, b, ldb, bb);
             for (int p = p0; p < p1; p++) {
-                pack_b_chunk(kc, k0, p * NR, n, b, ldb, bb);
                 for (int g = 0; g < ng; g++)
-                    mt_fma_kernel_ab(kc, ap + ((size_t)g * k + k0) * MR, bb, NR,
-                                     cbuf + cpanel * (p - p0) + (size_t)g * MR * NR, NR, k0 == 0);
+                    mt_fma_kernel_ab(kc, ap + ((size_t)g * k + k0) * MR,
+                                     bb + (size_t)(p - p0) * KC * NR, NR,
+                                     cbuf + cpanel * (p - p0) + (size_t)g * MR * NR, NR,
+                                     k0 == 0);
             }
         }
         for (int p = p0; p < p1; p++) {
@@ -249,11 +290,31 @@ mt_status mt_gemm_nn(int rows, int n, int k, const float *a, int lda, const floa
     return MT_OK;
 }
 
+/* dst[0 .. n) = src[0 .. n): streaming (cache-bypassing) stores for the
+ * 64-byte aligned middle of dst, plain ones at its ends. For results written
+ * once and read much later (a weight gradient): no read-for-ownership. */
+static void stream_row(const float *src, int n, float *dst)
+{
+    int i = 0;
+
+#if defined(__AVX512F__)
+    while (i < n && ((uintptr_t)(dst + i) & 63) != 0) {
+        dst[i] = src[i];
+        i++;
+    }
+    for (; i + VW <= n; i += VW)
+        _mm512_stream_ps(dst + i, _mm512_loadu_ps(src + i));
+#endif
+    for (; i < n; i++)
+        dst[i] = src[i];
+}
+
 mt_status mt_gemm_tn(int rows, int n, int k, const float *a, int lda, const float *b, int ldb,
                      float *c, int ldc, mt_scratch *ws)
 {
-    int ng = (rows + MR - 1) / MR, np = (n + NR - 1) / NR, nb = (ng + RB - 1) / RB;
+    int ng = (rows + MR - 1) / MR, np = (n + NR - 1) / NR, nu = (ng + RB - 1) / RB;
     size_t packed_a = mt_round_up((size_t)ng * MR * k, 16), packed_b = (size_t)np * k * NR;
+    size_t per_thread = (size_t)RB * MR * ((size_t)np * NR + VW);
     float *ap, *bp;
 
     if (rows <= 0 || n <= 0)
@@ -263,7 +324,7 @@ mt_status mt_gemm_tn(int rows, int n, int k, const float *a, int lda, const floa
         return MT_OK;
     }
     MT_CHECK(mt_scratch_reserve(
-        ws, sizeof(float) * (packed_a + packed_b + (size_t)MR * NR * mt_kernel_threads()),
+        ws, sizeof(float) * (packed_a + packed_b + per_thread * mt_kernel_threads()),
         "gemm packing"));
     ap = ws->p;
     bp = ap + packed_a;
@@ -279,25 +340,26 @@ mt_status mt_gemm_tn(int rows, int n, int k, const float *a, int lda, const floa
         }
     }
 
-    /* Units of RB row groups by one panel, row blocks outer so that a block
-     * of A stays in cache; each tile's chains run over all of k (in KC
-     * chunks), in C itself or, at the edges, in a tile. */
-#pragma omp parallel for schedule(static)
-    for (int u = 0; u < nb * np; u++) {
-        int p = u % np, g1 = (u / np + 1) * RB < ng ? (u / np + 1) * RB : ng;
-        int w = n - p * NR < NR ? n - p * NR : NR;
-        float *tile = bp + packed_b + (size_t)MR * NR * omp_get_thread_num();
+    /* A unit is RB row groups of C: their tiles (chains over all of k, in KC
+     * chunks; a panel of B serves the RB groups in turn) fill RB MR rows in
+     * a buffer, which then go to C in full rows. */
+#pragma omp parallel for schedule(dynamic)
+    for (int u = 0; u < nu; u++) {
+        float *rowbuf = bp + packed_b + per_thread * omp_get_thread_num();
+        int g0 = u * RB, g1 = g0 + RB < ng ? g0 + RB : ng;
+        size_t ldr = (size_t)np * NR + VW; /* rows off 4 KiB strides */
 
-        for (int g = u / np * RB; g < g1; g++) {
-            int h = rows - g * MR < MR ? rows - g * MR : MR, edge = h < MR || w < NR;
-            float *ct = edge ? tile : c + (size_t)g * MR * ldc + p * NR;
-            size_t ld = edge ? NR : (size_t)ldc;
-            for (int k0 = 0; k0 < k; k0 += KC)
-                mt_fma_kernel_ab(k - k0 < KC ? k - k0 : KC, ap + ((size_t)g * k + k0) * MR,
-                                 bp + ((size_t)p * k + k0) * NR, NR, ct, ld, k0 == 0);
-            for (int r = 0; edge && r < h; r++)
-                memcpy(c + (size_t)(g * MR + r) * ldc + p * NR, tile + r * NR, sizeof(float) * w);
-        }
+        for (int p = 0; p < np; p++)
+            for (int g = g0; g < g1; g++)
+                for (int k0 = 0; k0 < k; k0 += KC)
+                    mt_fma_kernel_ab(k - k0 < KC ? k - k0 : KC, ap + ((size_t)g * k + k0) * MR,
+                                     bp + ((size_t)p * k + k0) * NR, NR,
+                                     rowbuf + (size_t)(g - g0) * MR * ldr + p * NR, ldr, k0 == 0);
+        for (int i = g0 * MR; i < g1 * MR && i < rows; i++)
+            stream_row(rowbuf + (size_t)(i - g0 * MR) * ldr, n, c + (size_t)i * ldc);
+#if defined(__AVX512F__)
+        _mm_sfence(); /* this thread's streaming stores reach memory in order */
+#endif
     }
     return MT_OK;
 }

@@ -350,6 +350,87 @@ static void test_pooling(void)
     mt_free(x), mt_free(y), mt_free(dy), mt_free(dx), mt_free(g);
 }
 
+/* 2x2 pooling on planes wide enough for the vector path (ow = 19: one run
+ * of 16 and a scalar tail) and odd sizes (a dropped row and column): the
+ * outputs are, bit for bit, the loop ((((0 + a) + b) + c) + d) / 4 of the
+ * definition, and the adjoint dy / 4 on every window, 0 elsewhere. */
+static void test_pooling_2x2_exact(void)
+{
+    int c = 2, h = 9, w = 39, oh = h / 2, ow = w / 2;
+    size_t nx = (size_t)c * h * w, ny = (size_t)c * oh * ow;
+    float *x = falloc(nx), *y = falloc(ny), *dy = falloc(ny), *dx = falloc(nx);
+    int bad = 0;
+
+    mt_test_fill(x, nx, -1, 1, 33);
+    mt_test_fill(dy, ny, -1, 1, 34);
+    x[0] = x[1] = x[w] = x[w + 1] = -0.0f; /* a window of negative zeros: +0 */
+    mt_avgpool_forward(c, h, w, 2, x, y);
+    mt_avgpool_backward(c, h, w, 2, dy, dx);
+    for (int ci = 0; ci < c; ci++)
+        for (int oy = 0; oy < oh; oy++)
+            for (int ox = 0; ox < ow; ox++) {
+                const float *r0 = x + ((size_t)ci * h + 2 * oy) * w + 2 * ox, *r1 = r0 + w;
+                float want = ((((0.0f + r0[0]) + r0[1]) + r1[0]) + r1[1]) / 4.0f;
+                float got = y[((size_t)ci * oh + oy) * ow + ox];
+                bad += memcmp(&want, &got, sizeof want) != 0;
+            }
+    for (size_t i = 0; i < nx; i++) {
+        int ci = (int)(i / ((size_t)h * w)), iy = (int)(i / w % h), ix = (int)(i % w);
+        int in_win = iy < 2 * oh && ix < 2 * ow;
+        float want = in_win ? dy[((size_t)ci * oh + iy / 2) * ow + ix / 2] / 4.0f : 0.0f;
+        bad += memcmp(&want, dx + i, sizeof want) != 0;
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    mt_free(x), mt_free(y), mt_free(dy), mt_free(dx);
+}
+
+/* A sample's convolution outputs and input gradient do not depend on the
+ * batch around it: sample 5 of a 37-sample batch equals the same sample run
+ * alone, bit for bit, and 1 thread equals 2 (geometries with small samples
+ * grouped into units, stride 2, large samples in panels, and the input
+ * gradient computed as a convolution of dy). */
+static void test_conv_sample_independent(void)
+{
+    static const int cases[][6] = {/* c, h, k, stride, pad, out */
+                                   {8, 8, 3, 1, 0, 7},
+                                   {5, 16, 3, 2, 1, 13},
+                                   {3, 32, 5, 1, 2, 16},
+                                   {4, 9, 2, 2, 0, 3},
+                                   {9, 12, 3, 1, 1, 5}}; /* dx as a convolution of dy */
+    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+        const int *cs = cases[t];
+        mt_conv_geom g;
+        MT_TEST_OK(mt_conv_geom_make(cs[0], cs[1], cs[1], cs[2], cs[3], cs[4], &g));
+        int n = 37, o = cs[5], s5 = 5;
+        size_t nx = (size_t)g.c * g.h * g.w, ny = (size_t)o * g.oh * g.ow;
+        size_t nw = (size_t)o * mt_conv_rows(&g);
+        float *x = falloc(nx * n), *dy = falloc(ny * n), *w = falloc(nw), *b = falloc(o);
+        float *y = falloc(ny * n), *dx = falloc(nx * n), *y1 = falloc(ny), *dx1 = falloc(nx);
+        float *y2 = falloc(ny * n), *dx2 = falloc(nx * n);
+        mt_scratch ws = {0};
+
+        mt_test_fill(x, nx * n, -1, 1, 51 + t);
+        mt_test_fill(dy, ny * n, -1, 1, 61 + t);
+        mt_test_fill(w, nw, -1, 1, 71 + t);
+        mt_test_fill(b, o, -1, 1, 81 + t);
+        omp_set_num_threads(2);
+        MT_TEST_OK(mt_conv_forward(&g, o, w, b, n, x, y, &ws));
+        MT_TEST_OK(mt_conv_backward_data(&g, o, w, n, dy, dx, &ws));
+        omp_set_num_threads(1);
+        MT_TEST_OK(mt_conv_forward(&g, o, w, b, 1, x + nx * s5, y1, &ws));
+        MT_TEST_OK(mt_conv_backward_data(&g, o, w, 1, dy + ny * s5, dx1, &ws));
+        MT_TEST_OK(mt_conv_forward(&g, o, w, b, n, x, y2, &ws));
+        MT_TEST_OK(mt_conv_backward_data(&g, o, w, n, dy, dx2, &ws));
+        CU_ASSERT(memcmp(y1, y + ny * s5, sizeof(float) * ny) == 0);
+        CU_ASSERT(memcmp(dx1, dx + nx * s5, sizeof(float) * nx) == 0);
+        CU_ASSERT(memcmp(y2, y, sizeof(float) * ny * n) == 0);
+        CU_ASSERT(memcmp(dx2, dx, sizeof(float) * nx * n) == 0);
+        mt_scratch_free(&ws);
+        mt_free(x), mt_free(dy), mt_free(w), mt_free(b), mt_free(y), mt_free(dx);
+        mt_free(y1), mt_free(dx1), mt_free(y2), mt_free(dx2);
+    }
+}
+
 static void test_sum_rows(void)
 {
     int rows = 37, cols = 150;
@@ -378,6 +459,8 @@ int main(void)
         {"im2col_col2im", test_im2col_col2im},
         {"conv_geom_errors", test_conv_geom_errors},
         {"pooling", test_pooling},
+        {"pooling_2x2_exact", test_pooling_2x2_exact},
+        {"conv_sample_independent", test_conv_sample_independent},
         {"sum_rows", test_sum_rows},
     };
     return mt_test_main("kernels", tests, sizeof(tests) / sizeof(tests[0]));

@@ -1,0 +1,151 @@
+#!/bin/bash
+# bench/run.sh - mtrain's training step against PyTorch's, in one run.
+#
+# Builds what is missing (Release, into build/ or $MTRAIN_BUILD), then
+# measures side by side on this machine, batch 128, float32:
+#   - the OpenBLAS sgemm peak at 1 and 2 threads (the reference for GFLOP/s)
+#   - images/s of a training step (forward, backward, update) of mlp,
+#     convnet, allcnn with 1 and 2 threads, for mtrain --oracle gd and
+#     --oracle penalized (default solvers), and for PyTorch 1.13 (Debian's
+#     python3-torch, the torch.nn models of tests/torch/check_grads.py,
+#     torch.optim.SGD with the same lr, momentum, weight decay); peak resident
+#     memory of every process (/usr/bin/time -v) against an analytic need
+#   - the oracle table: every oracle's step time relative to gd (2 threads)
+#   - the pipeline figure: 2 ranks x 1 thread against 1 rank x 2 threads,
+#     4 micro-batches, every rank's compute / wait / weight-phase seconds
+#   - MPI ping-pong latency and bandwidth and per-op costs (bench/scaling.md)
+# and writes bench/results/<date>.md (raw logs in bench/results/<date>.tmp/).
+#
+# mtrain's step times come from the executable's own metrics.csv: the time
+# between consecutive rows (elapsed_s), medians over the timed steps; the
+# first WARMUP steps (buffers grow, pages fault in) and the last step (it is
+# a logged step, which also measures the stage figures) are not counted.
+#
+# Every command here runs with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset
+# (OpenBLAS picks its kernel for this CPU) and the OpenMP build of OpenBLAS
+# first on LD_LIBRARY_PATH; nothing outside this script's commands changes.
+#
+# Knobs (environment): STEPS (timed steps, default 10), WARMUP (2),
+# PEN_ALLCNN_STEPS (timed steps of allcnn penalized, default 3: ~10-20 s
+# each), ORACLE_STEPS (timed steps of the oracle table's other oracles, 3).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${MTRAIN_BUILD:-$root/build}
+steps=${STEPS:-10}
+warmup=${WARMUP:-2}
+pen_allcnn=${PEN_ALLCNN_STEPS:-3}
+oracle_steps=${ORACLE_STEPS:-3}
+stamp=$(date +%F)
+raw=$root/bench/results/$stamp.tmp
+out=$root/bench/results/$stamp.md
+blas_dir=/usr/lib/x86_64-linux-gnu/openblas-openmp
+
+# The environment of every measured command.
+benv=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "LD_LIBRARY_PATH=$blas_dir")
+if [ "$(id -u)" = 0 ]; then
+    benv+=(OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1)
+fi
+mpirun_cmd=(mpirun --oversubscribe --bind-to none)
+
+say() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
+
+# Busy and total jiffies of the whole machine (/proc/stat), to tell how much
+# CPU other processes took while a measurement ran.
+cpu_snap() { awk '/^cpu /{t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t}' /proc/stat; }
+
+# ---- build ----------------------------------------------------------------
+say "building into $build"
+if [ ! -f "$build/CMakeCache.txt" ]; then
+    cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
+fi
+cmake --build "$build" -j2 --target mtrain sgemm_peak pingpong bench_pipeline bench_ops \
+    >/dev/null
+
+rm -rf "$raw"
+mkdir -p "$raw"
+cd "$root" # mtrain finds CIFAR-10 from here (or through $MTRAIN_DATA)
+t_begin=$(date +%s)
+
+# ---- context ----------------------------------------------------------------
+{
+    echo "date $(date '+%F %T %Z')"
+    echo "commit $(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet || echo '+dirty')"
+    echo "cpu $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores"
+    echo "load_before $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "settings steps=$steps warmup=$warmup pen_allcnn_steps=$pen_allcnn oracle_steps=$oracle_steps"
+} >"$raw/context.txt"
+
+# ---- sgemm peak ---------------------------------------------------------------
+for t in 1 2; do
+    say "sgemm peak, $t thread(s)"
+    "${benv[@]}" "$build/bench/sgemm_peak" "$t" 2048 7 >"$raw/sgemm-t$t.txt"
+done
+
+# One mtrain run: NET ORACLE THREADS TIMED_STEPS WARMUP_STEPS NAME
+run_mtrain() {
+    local net=$1 oracle=$2 t=$3 n=$4 w=$5 name=$6
+    say "mtrain $net $oracle, $t thread(s), $w + $n steps"
+    local before
+    before=$(cpu_snap)
+    "${benv[@]}" /usr/bin/time -v "$build/mtrain" --net "$net" --oracle "$oracle" \
+        --threads "$t" --batch 128 --steps $((w + n + 1)) --eval-every 1000000 \
+        --log-every 1000000 --run-dir "$raw/run-$name" --checkpoint-dir "$raw/ckpt" \
+        >"$raw/$name.log" 2>&1
+    echo "timed $n warmup $w" >"$raw/$name.steps"
+    echo "$before $(cpu_snap)" >"$raw/$name.cpu"
+}
+
+run_torch() {
+    local net=$1 t=$2 n=$3 w=$4 name=$5
+    local before
+    say "torch $net, $t thread(s), $w + $n steps"
+    before=$(cpu_snap)
+    "${benv[@]}" /usr/bin/time -v /usr/bin/python3 "$root/bench/torch_step.py" --net "$net" \
+        --threads "$t" --steps "$n" --warmup "$w" --backends >"$raw/$name.log" 2>&1
+    echo "$before $(cpu_snap)" >"$raw/$name.cpu"
+}
+
+# ---- main table: interleaved so that both sides see the same machine ---------
+for net in mlp convnet allcnn; do
+    for t in 1 2; do
+        run_torch "$net" "$t" "$steps" "$warmup" "torch-$net-t$t"
+        run_mtrain "$net" gd "$t" "$steps" "$warmup" "gd-$net-t$t"
+        if [ "$net" = allcnn ]; then
+            run_mtrain "$net" penalized "$t" "$pen_allcnn" 1 "penalized-$net-t$t"
+        else
+            run_mtrain "$net" penalized "$t" "$steps" "$warmup" "penalized-$net-t$t"
+        fi
+    done
+done
+
+# ---- oracle table (gd and penalized come from the 2-thread rows above) ------
+for net in mlp convnet allcnn; do
+    for oracle in moreau proxprop dtp; do
+        run_mtrain "$net" "$oracle" 2 "$oracle_steps" 1 "$oracle-$net-t2"
+    done
+done
+
+# ---- pipeline figure ---------------------------------------------------------
+for net in mlp allcnn; do
+    say "pipeline $net: 2 ranks x 1 thread, 1 rank x 2 threads, 4 micro-batches"
+    "${benv[@]}" "${mpirun_cmd[@]}" -n 2 "$build/bench/bench_pipeline" --net "$net" \
+        --oracle gd --threads 1 --micro-batches 4 --steps "$steps" >"$raw/pipe-$net-r2.txt"
+    "${benv[@]}" "${mpirun_cmd[@]}" -n 1 "$build/bench/bench_pipeline" --net "$net" \
+        --oracle gd --threads 2 --micro-batches 4 --steps "$steps" >"$raw/pipe-$net-r1.txt"
+done
+
+# ---- inputs of the scaling model ------------------------------------------------
+say "MPI ping-pong, per-op costs"
+"${benv[@]}" "${mpirun_cmd[@]}" -n 2 "$build/bench/pingpong" 50 >"$raw/pingpong.txt"
+for net in mlp convnet allcnn; do
+    "${benv[@]}" "$build/bench/bench_ops" "$net" 1 3 >"$raw/ops-$net.txt"
+done
+
+echo "load_after $(cut -d' ' -f1-3 /proc/loadavg)" >>"$raw/context.txt"
+echo "wall_s $(($(date +%s) - t_begin))" >>"$raw/context.txt"
+/usr/bin/python3 "$root/bench/report.py" "$raw" >"$out"
+/usr/bin/python3 "$root/bench/scaling.py" "$raw" >>"$out"
+rm -rf "$raw/ckpt"
+say "wrote $out"
+cat "$out"
