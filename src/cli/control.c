@@ -10,9 +10,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "cli/boundary.h"
 #include "cli/control.h"
 #include "cli/report.h"
 #include "cli/resume.h"
+#include "cli/signals.h"
 #include "cli/snapshot.h"
 
 /* ---- options ------------------------------------------------------------ */
@@ -151,6 +153,7 @@ typedef struct {
     long iter;          /* optimiser steps done */
     long first_row;     /* first iteration this run writes to the CSV */
     double t_start;
+    int preempted;      /* the signal that stopped the run, 0 if none */
 } ctl_ctx;
 
 /* Every rank learns whether any failed; the lowest failing rank prints its
@@ -271,16 +274,26 @@ static void print_start(ctl_ctx *c)
 
 static int due(long iter, long every) { return every > 0 && iter % every == 0; }
 
-/* Checkpoints only when asked for (--checkpoint-every > 0): then every
- * period and at the end. */
+/* Checkpoints when asked for (--checkpoint-every > 0: every period and at
+ * the end) and always when a preemption signal reached any rank (the ranks
+ * agree after every iteration); then the run stops to be requeued. */
 static mt_status maybe_save(ctl_ctx *c)
 {
     long every = c->o->checkpoint_every;
-
     /* A control task has one "sample" and one step per "epoch". */
     mt_snapshot_pos pos = {c->iter, 1, 1, ""};
     char file[256];
+    mt_boundary b;
 
+    MT_CHECK(mt_boundary_agree(c->comm, c->pipe, c->model, 0, &b));
+    if (b.signal && c->iter < c->o->iterations) {
+        MT_CHECK(mt_snapshot_save(c->comm, c->pipe, c->model, c->o, &pos, file, sizeof file));
+        mt_log(MT_LOG_INFO, "%s: checkpoint %s at iteration %ld; exit %d asks to requeue "
+               "(--resume auto continues)", mt_signal_name(b.signal), file, c->iter,
+               MT_EXIT_REQUEUE);
+        c->preempted = b.signal;
+        return MT_OK;
+    }
     if (every > 0 && (due(c->iter, every) || c->iter == c->o->iterations))
         MT_CHECK(mt_snapshot_save(c->comm, c->pipe, c->model, c->o, &pos, file, sizeof file));
     return MT_OK;
@@ -307,6 +320,8 @@ static mt_status iterate(ctl_ctx *c)
                    N, s.loss, s.lambda_norm, mt_time_now() - c->t_start);
         c->iter++;
         MT_CHECK(maybe_save(c));
+        if (c->preempted)
+            return MT_OK;
     }
     if (mt_pipeline_evaluate(c->pipe, 1, &s) != MT_OK)
         die(c);
@@ -344,6 +359,9 @@ int mt_control_run(MPI_Comm comm, mt_options *o)
         default_run_dir(&c);
         code = agree(&c, open_metrics(&c));
     }
+    /* From here a preemption signal only sets a flag, acted on after an iteration. */
+    if (code == MT_EXIT_OK)
+        code = agree(&c, mt_signals_install());
     if (code == MT_EXIT_OK) {
         print_start(&c);
         code = agree(&c, iterate(&c));
@@ -352,5 +370,5 @@ int mt_control_run(MPI_Comm comm, mt_options *o)
         fclose(c.csv);
     mt_pipeline_destroy(&c.pipe);
     mt_model_destroy(&c.model);
-    return code;
+    return code == MT_EXIT_OK && c.preempted ? MT_EXIT_REQUEUE : code;
 }
