@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -224,6 +225,31 @@ static void default_run_dir(ctl_ctx *c)
 }
 
 /* Rank 0: <run-dir>/metrics.csv, appended to when resuming. */
+/* Keep the header and the rows of iterations before `iter` (a run that went
+ * on past its checkpoint, or stopped right after it, resumes at `iter`);
+ * atomic through a temporary file. */
+static mt_status trim_rows(const char *path, long iter)
+{
+    char tmp[1110], line[512];
+    FILE *in = fopen(path, "r"), *out;
+
+    if (!in)
+        return MT_OK; /* nothing written yet */
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    out = fopen(tmp, "w");
+    if (!out) {
+        fclose(in);
+        return MT_FAIL(MT_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
+    }
+    for (int first = 1; fgets(line, sizeof line, in); first = 0)
+        if (first || strtol(line, NULL, 10) < iter)
+            fputs(line, out);
+    fclose(in);
+    if (fclose(out) != 0 || rename(tmp, path) != 0)
+        return MT_FAIL(MT_ERR_IO, "cannot update %s: %s", path, strerror(errno));
+    return MT_OK;
+}
+
 static mt_status open_metrics(ctl_ctx *c)
 {
     char path[1100];
@@ -233,6 +259,8 @@ static mt_status open_metrics(ctl_ctx *c)
         return MT_OK;
     MT_CHECK(mt_mkdir_p(c->o->run_dir));
     snprintf(path, sizeof path, "%s/metrics.csv", c->o->run_dir);
+    if (append)
+        MT_CHECK(trim_rows(path, c->iter));
     c->csv = fopen(path, append ? "a" : "w");
     if (!c->csv)
         return MT_FAIL(MT_ERR_IO, "cannot write %s: %s", path, strerror(errno));
@@ -350,7 +378,7 @@ int mt_control_run(MPI_Comm comm, mt_options *o)
         else
             code = agree(&c, mt_snapshot_load(comm, c.pipe, c.model, o, o->resume, &pos));
         c.iter = pos.step;
-        c.first_row = c.iter + 1; /* the saving run wrote row `iter` */
+        c.first_row = c.iter; /* rows from `iter` on are (re)written by this run */
     }
     if (code == MT_EXIT_OK && c.iter > o->iterations)
         code = agree(&c, MT_FAIL(MT_ERR_ARG, "--resume: the checkpoint is at iteration %ld, "
