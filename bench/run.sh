@@ -25,6 +25,12 @@
 # (OpenBLAS picks its kernel for this CPU) and the OpenMP build of OpenBLAS
 # first on LD_LIBRARY_PATH; nothing outside this script's commands changes.
 #
+# Before every measurement the script waits (up to QUIET_WAIT seconds each,
+# default 30, and QUIET_BUDGET seconds in all, default 240) for the machine
+# to be idle (other processes using less than a quarter of a core over one
+# second), and records what others used while it ran, so that a row
+# measured on shared cores can be told apart.
+#
 # Knobs (environment): STEPS (timed steps, default 10), WARMUP (2),
 # PEN_ALLCNN_STEPS (timed steps of allcnn penalized, default 3: ~10-20 s
 # each), ORACLE_STEPS (timed steps of the oracle table's other oracles, 3).
@@ -54,6 +60,26 @@ say() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
 # CPU other processes took while a measurement ran.
 cpu_snap() { awk '/^cpu /{t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t}' /proc/stat; }
 
+# Wait until other processes leave the cores (busy < 0.25 core over 1 s), at
+# most QUIET_WAIT seconds (and QUIET_BUDGET over the run); logged.
+quiet_left=${QUIET_BUDGET:-240}
+wait_quiet() {
+    local t=0 a b
+    while [ "$t" -lt "${QUIET_WAIT:-30}" ] && [ "$quiet_left" -gt 0 ]; do
+        a=$(cpu_snap)
+        sleep 1
+        b=$(cpu_snap)
+        if awk -v a="$a" -v b="$b" -v n="$(nproc)" 'BEGIN { split(a, x); split(b, y);
+                exit !((y[1] - x[1]) / (y[2] - x[2] + 1e-9) * n < 0.25) }'; then
+            break
+        fi
+        t=$((t + 1))
+        quiet_left=$((quiet_left - 1))
+    done
+    [ "$t" -gt 0 ] && say "  (waited ${t} s for idle cores)"
+    return 0
+}
+
 # ---- build ----------------------------------------------------------------
 say "building into $build"
 if [ ! -f "$build/CMakeCache.txt" ]; then
@@ -76,17 +102,22 @@ t_begin=$(date +%s)
     echo "settings steps=$steps warmup=$warmup pen_allcnn_steps=$pen_allcnn oracle_steps=$oracle_steps"
 } >"$raw/context.txt"
 
-# ---- sgemm peak ---------------------------------------------------------------
-for t in 1 2; do
-    say "sgemm peak, $t thread(s)"
-    "${benv[@]}" "$build/bench/sgemm_peak" "$t" 2048 7 >"$raw/sgemm-t$t.txt"
-done
+# ---- sgemm peak (again at the end: the peak is the better of the two) ------
+sgemm_peak() {
+    for t in 1 2; do
+        say "sgemm peak, $t thread(s)"
+        wait_quiet
+        "${benv[@]}" "$build/bench/sgemm_peak" "$t" 2048 9 >>"$raw/sgemm-t$t.txt"
+    done
+}
+sgemm_peak
 
 # One mtrain run: NET ORACLE THREADS TIMED_STEPS WARMUP_STEPS NAME
 run_mtrain() {
     local net=$1 oracle=$2 t=$3 n=$4 w=$5 name=$6
     say "mtrain $net $oracle, $t thread(s), $w + $n steps"
     local before
+    wait_quiet
     before=$(cpu_snap)
     "${benv[@]}" /usr/bin/time -v "$build/mtrain" --net "$net" --oracle "$oracle" \
         --threads "$t" --batch 128 --steps $((w + n + 1)) --eval-every 1000000 \
@@ -100,6 +131,7 @@ run_torch() {
     local net=$1 t=$2 n=$3 w=$4 name=$5
     local before
     say "torch $net, $t thread(s), $w + $n steps"
+    wait_quiet
     before=$(cpu_snap)
     "${benv[@]}" /usr/bin/time -v /usr/bin/python3 "$root/bench/torch_step.py" --net "$net" \
         --threads "$t" --steps "$n" --warmup "$w" --backends >"$raw/$name.log" 2>&1
@@ -129,10 +161,14 @@ done
 # ---- pipeline figure ---------------------------------------------------------
 for net in mlp allcnn; do
     say "pipeline $net: 2 ranks x 1 thread, 1 rank x 2 threads, 4 micro-batches"
-    "${benv[@]}" "${mpirun_cmd[@]}" -n 2 "$build/bench/bench_pipeline" --net "$net" \
-        --oracle gd --threads 1 --micro-batches 4 --steps "$steps" >"$raw/pipe-$net-r2.txt"
-    "${benv[@]}" "${mpirun_cmd[@]}" -n 1 "$build/bench/bench_pipeline" --net "$net" \
-        --oracle gd --threads 2 --micro-batches 4 --steps "$steps" >"$raw/pipe-$net-r1.txt"
+    for r in 2 1; do
+        wait_quiet
+        before=$(cpu_snap)
+        "${benv[@]}" "${mpirun_cmd[@]}" -n "$r" "$build/bench/bench_pipeline" --net "$net" \
+            --oracle gd --threads $((3 - r)) --micro-batches 4 --steps "$steps" \
+            >"$raw/pipe-$net-r$r.txt"
+        echo "cpu $before $(cpu_snap)" >>"$raw/pipe-$net-r$r.txt"
+    done
 done
 
 # ---- inputs of the scaling model ------------------------------------------------
@@ -142,6 +178,7 @@ for net in mlp convnet allcnn; do
     "${benv[@]}" "$build/bench/bench_ops" "$net" 1 3 >"$raw/ops-$net.txt"
 done
 
+sgemm_peak
 echo "load_after $(cut -d' ' -f1-3 /proc/loadavg)" >>"$raw/context.txt"
 echo "wall_s $(($(date +%s) - t_begin))" >>"$raw/context.txt"
 /usr/bin/python3 "$root/bench/report.py" "$raw" >"$out"
