@@ -7,12 +7,15 @@
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "cli/boundary.h"
 #include "cli/control.h"
 #include "cli/report.h"
 #include "cli/resume.h"
+#include "cli/signals.h"
 #include "cli/snapshot.h"
 
 /* ---- options ------------------------------------------------------------ */
@@ -151,6 +154,7 @@ typedef struct {
     long iter;          /* optimiser steps done */
     long first_row;     /* first iteration this run writes to the CSV */
     double t_start;
+    int preempted;      /* the signal that stopped the run, 0 if none */
 } ctl_ctx;
 
 /* Every rank learns whether any failed; the lowest failing rank prints its
@@ -211,16 +215,37 @@ static void default_run_dir(ctl_ctx *c)
 
     if (c->o->run_dir[0])
         return;
-    if (c->rank == 0) {
-        time_t now = time(NULL);
-        strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", localtime(&now));
-    }
-    MPI_Bcast(stamp, sizeof stamp, MPI_CHAR, 0, c->comm);
+    mt_run_stamp(c->comm, stamp, sizeof stamp);
     snprintf(c->o->run_dir, sizeof c->o->run_dir, "runs/%s-%s-T%ld-%s", stamp, c->o->task,
              c->o->horizon, mt_oracle_name(c->o->pipe.oracle.kind));
 }
 
 /* Rank 0: <run-dir>/metrics.csv, appended to when resuming. */
+/* Keep the header and the rows of iterations before `iter` (a run that went
+ * on past its checkpoint, or stopped right after it, resumes at `iter`);
+ * atomic through a temporary file. */
+static mt_status trim_rows(const char *path, long iter)
+{
+    char tmp[1110], line[512];
+    FILE *in = fopen(path, "r"), *out;
+
+    if (!in)
+        return MT_OK; /* nothing written yet */
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    out = fopen(tmp, "w");
+    if (!out) {
+        fclose(in);
+        return MT_FAIL(MT_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
+    }
+    for (int first = 1; fgets(line, sizeof line, in); first = 0)
+        if (first || strtol(line, NULL, 10) < iter)
+            fputs(line, out);
+    fclose(in);
+    if (fclose(out) != 0 || rename(tmp, path) != 0)
+        return MT_FAIL(MT_ERR_IO, "cannot update %s: %s", path, strerror(errno));
+    return MT_OK;
+}
+
 static mt_status open_metrics(ctl_ctx *c)
 {
     char path[1100];
@@ -230,6 +255,8 @@ static mt_status open_metrics(ctl_ctx *c)
         return MT_OK;
     MT_CHECK(mt_mkdir_p(c->o->run_dir));
     snprintf(path, sizeof path, "%s/metrics.csv", c->o->run_dir);
+    if (append)
+        MT_CHECK(trim_rows(path, c->iter));
     c->csv = fopen(path, append ? "a" : "w");
     if (!c->csv)
         return MT_FAIL(MT_ERR_IO, "cannot write %s: %s", path, strerror(errno));
@@ -271,16 +298,26 @@ static void print_start(ctl_ctx *c)
 
 static int due(long iter, long every) { return every > 0 && iter % every == 0; }
 
-/* Checkpoints only when asked for (--checkpoint-every > 0): then every
- * period and at the end. */
+/* Checkpoints when asked for (--checkpoint-every > 0: every period and at
+ * the end) and always when a preemption signal reached any rank (the ranks
+ * agree after every iteration); then the run stops to be requeued. */
 static mt_status maybe_save(ctl_ctx *c)
 {
     long every = c->o->checkpoint_every;
-
     /* A control task has one "sample" and one step per "epoch". */
     mt_snapshot_pos pos = {c->iter, 1, 1, ""};
     char file[256];
+    mt_boundary b;
 
+    MT_CHECK(mt_boundary_agree(c->comm, c->pipe, c->model, 0, &b));
+    if (b.signal && c->iter < c->o->iterations) {
+        MT_CHECK(mt_snapshot_save(c->comm, c->pipe, c->model, c->o, &pos, file, sizeof file));
+        mt_log(MT_LOG_INFO, "%s: checkpoint %s at iteration %ld; exit %d asks to requeue "
+               "(--resume auto continues)", mt_signal_name(b.signal), file, c->iter,
+               MT_EXIT_REQUEUE);
+        c->preempted = b.signal;
+        return MT_OK;
+    }
     if (every > 0 && (due(c->iter, every) || c->iter == c->o->iterations))
         MT_CHECK(mt_snapshot_save(c->comm, c->pipe, c->model, c->o, &pos, file, sizeof file));
     return MT_OK;
@@ -307,6 +344,8 @@ static mt_status iterate(ctl_ctx *c)
                    N, s.loss, s.lambda_norm, mt_time_now() - c->t_start);
         c->iter++;
         MT_CHECK(maybe_save(c));
+        if (c->preempted)
+            return MT_OK;
     }
     if (mt_pipeline_evaluate(c->pipe, 1, &s) != MT_OK)
         die(c);
@@ -335,7 +374,7 @@ int mt_control_run(MPI_Comm comm, mt_options *o)
         else
             code = agree(&c, mt_snapshot_load(comm, c.pipe, c.model, o, o->resume, &pos));
         c.iter = pos.step;
-        c.first_row = c.iter + 1; /* the saving run wrote row `iter` */
+        c.first_row = c.iter; /* rows from `iter` on are (re)written by this run */
     }
     if (code == MT_EXIT_OK && c.iter > o->iterations)
         code = agree(&c, MT_FAIL(MT_ERR_ARG, "--resume: the checkpoint is at iteration %ld, "
@@ -344,6 +383,9 @@ int mt_control_run(MPI_Comm comm, mt_options *o)
         default_run_dir(&c);
         code = agree(&c, open_metrics(&c));
     }
+    /* From here a preemption signal only sets a flag, acted on after an iteration. */
+    if (code == MT_EXIT_OK)
+        code = agree(&c, mt_signals_install());
     if (code == MT_EXIT_OK) {
         print_start(&c);
         code = agree(&c, iterate(&c));
@@ -352,5 +394,5 @@ int mt_control_run(MPI_Comm comm, mt_options *o)
         fclose(c.csv);
     mt_pipeline_destroy(&c.pipe);
     mt_model_destroy(&c.model);
-    return code;
+    return code == MT_EXIT_OK && c.preempted ? MT_EXIT_REQUEUE : code;
 }

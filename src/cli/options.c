@@ -34,7 +34,8 @@ static const opt_row rows[] = {
     {"granularity", OPT_CHOICE, F(granularity), 0, 0, 0, "op|layer",
      "op: every conv/dense, activation and pooling is its own phi_t with its own exact\n"
      "      solver; layer: conv/dense + activation + pooling form one phi_t (generic solvers)"},
-    {"dataset", OPT_CHOICE, F(dataset_name), 0, 0, 0, "cifar10|mnist", "data set (default: detected)"},
+    {"dataset", OPT_CHOICE, F(dataset_name), 0, 0, 0, "cifar10|mnist",
+     "data set (default: detected)"},
     {"data", OPT_STRING, F(data), 0, 0, 0, NULL, "directory holding the data set"},
     {"oracle", OPT_CHOICE, F(oracle_name), 0, 0, 0, "gd|penalized|moreau|proxprop|dtp",
      "backward rule (ALGORITHMS.md section 4)"},
@@ -42,12 +43,17 @@ static const opt_row rows[] = {
      "subproblem solvers: SOLVER or KIND=SOLVER,... with SOLVER gd:K, cg:K, qn or closed "
      "and KIND dense, conv2d, relu, avgpool, gap, pendulum, block, loss (default: closed "
      "where the op has an exact solver, else cg:3)"},
-    {"kappa", OPT_DOUBLE, P(oracle.kappa), 0, 1e6, 1, NULL, "penalty weight kappa > 0 (default 0.1 for penalized, else 1)"},
-    {"sigma", OPT_DOUBLE, P(oracle.sigma), 0, 1e6, 1, NULL, "adjoint scale sigma > 0 (default: the batch size for penalized, so that\n"
+    {"kappa", OPT_DOUBLE, P(oracle.kappa), 0, 1e6, 1, NULL,
+     "penalty weight kappa > 0 (default 0.1 for penalized, else 1)"},
+    {"sigma", OPT_DOUBLE, P(oracle.sigma), 0, 1e6, 1, NULL,
+     "adjoint scale sigma > 0 (default: the batch size for penalized, so that\n"
      "      lambda_T is a per-sample gradient step; 1 for moreau and dtp)"},
-    {"gamma", OPT_DOUBLE, P(oracle.gamma), 0, 1e6, 1, NULL, "weight step gamma > 0 (default 10 for penalized, else 1)"},
-    {"prox-tau", OPT_DOUBLE, P(oracle.prox_tau), 0, 1e6, 1, NULL, "proxprop step tau > 0 (default 1, with --lr 1)"},
-    {"dtp-rho", OPT_DOUBLE, P(oracle.dtp_rho), 0, 1e6, 1, NULL, "dtp damping rho > 0 (default 0.1)"},
+    {"gamma", OPT_DOUBLE, P(oracle.gamma), 0, 1e6, 1, NULL,
+     "weight step gamma > 0 (default 10 for penalized, else 1)"},
+    {"prox-tau", OPT_DOUBLE, P(oracle.prox_tau), 0, 1e6, 1, NULL,
+     "proxprop step tau > 0 (default 1, with --lr 1)"},
+    {"dtp-rho", OPT_DOUBLE, P(oracle.dtp_rho), 0, 1e6, 1, NULL,
+     "dtp damping rho > 0 (default 0.1)"},
     {"sigma-schedule", OPT_CHOICE, F(schedule_name), 0, 0, 0, "const|geometric",
      "sigma per op: constant, or sigma^(T-t+1) for op t of T"},
     {"weight-decay", OPT_DOUBLE, P(oracle.wd), 0, 1, 0, NULL, "weight decay wd >= 0"},
@@ -322,9 +328,11 @@ mt_status mt_options_parse(int argc, char **argv, mt_options *o, char *err, size
 void mt_options_usage(FILE *out)
 {
     mt_options d;
-    char desc[4096];
+    char desc[4096], err[256];
 
     set_defaults(&d);
+    if (finish(&d, err, sizeof err) != MT_OK) /* the defaults always pass */
+        desc[0] = '\0';
     fprintf(out, "usage: mpirun -n S mtrain [options]\n\n"
                  "Trains a network through Moreau-envelope oracles, one pipeline stage per "
                  "MPI rank.\n\noptions:\n");
@@ -350,7 +358,8 @@ void mt_options_describe(const mt_options *o, char *buf, size_t cap)
 {
     const mt_pipeline_config *p = &o->pipe;
     snprintf(buf, cap,
-             "net=%s granularity=%s dataset=%s oracle=%s inner=%s kappa=%g sigma=%g sigma_schedule=%s "
+             "net=%s granularity=%s dataset=%s oracle=%s inner=%s kappa=%g sigma=%g "
+             "sigma_schedule=%s "
              "gamma=%g prox_tau=%g dtp_rho=%g weight_decay=%g optim=%s lr=%g momentum=%g "
              "nesterov=%d lr_schedule=%s batch=%d micro_batches=%d epochs=%ld steps=%ld seed=%llu",
              o->net, o->granularity, mt_dataset_name(o->dataset), mt_oracle_name(p->oracle.kind),

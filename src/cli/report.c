@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "cli/report.h"
 
@@ -25,6 +26,20 @@ void mt_report_model(const mt_model *model, const int *stage_first, int n_stages
         flops += op->flops;
     }
     mt_log(MT_LOG_INFO, "  forward: %.1f MFLOP per sample", flops * 1e-6);
+}
+
+void mt_run_stamp(MPI_Comm comm, char *stamp, size_t cap)
+{
+    char buf[32] = "";
+    int rank;
+
+    MPI_Comm_rank(comm, &rank);
+    if (rank == 0) {
+        time_t now = time(NULL);
+        strftime(buf, sizeof buf, "%Y%m%d-%H%M%S", localtime(&now));
+    }
+    MPI_Bcast(buf, sizeof buf, MPI_CHAR, 0, comm);
+    snprintf(stamp, cap, "%s", buf);
 }
 
 mt_status mt_mkdir_p(const char *path)

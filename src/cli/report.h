@@ -6,6 +6,7 @@
 #ifndef MTRAIN_CLI_REPORT_H
 #define MTRAIN_CLI_REPORT_H
 
+#include <mpi.h>
 #include <stdio.h>
 
 #include "mtrain/model.h"
@@ -29,6 +30,10 @@ void mt_metrics_eval(mt_metrics *m, long step, long epoch, const mt_step_stats *
 /* Per-stage figures of a logged step: to stages.csv and the log. */
 void mt_metrics_stages(mt_metrics *m, long step, const mt_stage_stats *all, int n_stages);
 void mt_metrics_close(mt_metrics *m);
+
+/* Collective: rank 0's local time as YYYYmmdd-HHMMSS on every rank (names
+ * the default run directory). */
+void mt_run_stamp(MPI_Comm comm, char *stamp, size_t cap);
 
 /* Create a directory and its parents (like mkdir -p). */
 mt_status mt_mkdir_p(const char *path);

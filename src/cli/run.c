@@ -310,11 +310,7 @@ static void default_run_dir(run_ctx *c)
     char stamp[32] = "";
     if (c->o->run_dir[0])
         return;
-    if (c->rank == 0) {
-        time_t now = time(NULL);
-        strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", localtime(&now));
-    }
-    MPI_Bcast(stamp, sizeof stamp, MPI_CHAR, 0, c->comm);
+    mt_run_stamp(c->comm, stamp, sizeof stamp);
     snprintf(c->o->run_dir, sizeof c->o->run_dir, "runs/%s-%s-%s", stamp, c->o->net,
              mt_oracle_name(c->o->pipe.oracle.kind));
 }

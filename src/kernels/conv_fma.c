@@ -496,7 +496,8 @@ static mt_status data_as_forward(const mt_conv_geom *g, int out_c, const float *
     for (int ci = 0; ci < g->c; ci++)
         for (int o = 0; o < out_c; o++)
             for (int t = 0; t < kk; t++)
-                wt[((size_t)ci * out_c + o) * kk + t] = w[((size_t)o * g->c + ci) * kk + kk - 1 - t];
+                wt[((size_t)ci * out_c + o) * kk + t] =
+                    w[((size_t)o * g->c + ci) * kk + kk - 1 - t];
     mt_fma_pack_rows(pl.fmr, g->c, pl.K, wt, (size_t)pl.K, 1, apw);
 
 #pragma omp parallel for schedule(dynamic)
@@ -578,7 +579,8 @@ static void copy_strided(const float *src, int st, int n, float *dst)
                                            28, 30);
     for (; st <= 2 && i + VW <= n; i += VW) {
         __m512 lo = _mm512_loadu_ps(src + i * st);
-        __m512 v = st == 1 ? lo : _mm512_permutex2var_ps(lo, even, _mm512_loadu_ps(src + 2 * i + 16));
+        __m512 v = st == 1 ? lo
+                           : _mm512_permutex2var_ps(lo, even, _mm512_loadu_ps(src + 2 * i + 16));
         _mm512_storeu_ps(dst + i, v);
     }
     if (st == 1 && i < n) { /* a short row or the tail: one masked copy */

@@ -105,6 +105,9 @@ mt_status mt_inner_parse_rules(const char *text, mt_oracle_config *cfg)
     snprintf(buf, sizeof buf, "%s", text);
     for (char *item = strtok_r(buf, ",", &save); item; item = strtok_r(NULL, ",", &save))
         MT_CHECK(parse_rule(item, cfg));
+    if (cfg->n_rules == 0 && !cfg->fallback_set)
+        return MT_FAIL(MT_ERR_ARG, "--inner '%s': expected SOLVER or KIND=SOLVER,... "
+                       "(SOLVER gd:K, cg:K, qn or closed)", text);
     return MT_OK;
 }
 

@@ -34,6 +34,7 @@ for np in 1 2; do
     expect_usage $np "--net 'resnet'" --net resnet
     expect_usage $np "--oracle 'sgd'" --oracle sgd
     expect_usage $np "--inner 'cg:0'" --inner cg:0
+    expect_usage $np "--inner ','" --inner ,
     expect_usage $np "unknown option '--frobnicate'" --frobnicate
     expect_usage $np "needs a value" --lr
     expect_usage $np "--steps '1.5'" --steps 1.5

@@ -109,4 +109,31 @@ expect_usage 2 "--batch does not apply to --task" --task pendulum --batch 4
 expect_usage 2 "--net does not apply to --task" --task pendulum --net mlp
 expect_usage 2 "--horizon 1 on 2 ranks" --task pendulum --horizon 1
 expect_usage 4 "--horizon 3 on 4 ranks" --task pendulum --horizon 3 --iterations 5
+# Preemption: SIGUSR1 to mpirun mid-run gives a checkpoint and exit 3;
+# --resume auto finishes the run with the costs of an uninterrupted one.
+pre=(--task pendulum --horizon 40 --iterations 50000 --log-every 1000000)
+mt 2 "${pre[@]}" --run-dir "$WORK/pre-ref" >"$WORK/pre-ref.log" 2>&1 \
+    || { fail "preemption reference run"; tail -3 "$WORK/pre-ref.log"; }
+timeout -k 5 120 mpirun -n 2 --oversubscribe --bind-to none "$MTRAIN_BIN" "${pre[@]}" \
+    --run-dir "$WORK/pre-run" --checkpoint-dir "$WORK/pre-ck" >"$WORK/pre-run.log" 2>&1 &
+pid=$!
+# signal once the handlers are in (the start report follows their install)
+for _ in $(seq 300); do grep -q "run directory:" "$WORK/pre-run.log" && break; sleep 0.1; done
+mpirun_pid=$(pgrep -P "$pid" -x mpirun) # timeout's child, not timeout itself
+kill -USR1 "${mpirun_pid:-$pid}"
+wait "$pid"
+code=$?
+if [ "$code" -eq 3 ] && ls "$WORK"/pre-ck/pendulum-step*.h5 >/dev/null 2>&1; then
+    pass "SIGUSR1 to mpirun: checkpoint and exit 3"
+    mt 1 "${pre[@]}" --run-dir "$WORK/pre-run" --checkpoint-dir "$WORK/pre-ck" \
+        --resume auto >"$WORK/pre.log" 2>&1 || fail "resume auto after preemption"
+    if cmp -s <(cut -d, -f1,2 "$WORK/pre-ref/metrics.csv") \
+              <(cut -d, -f1,2 "$WORK/pre-run/metrics.csv"); then
+        pass "preempted + resumed on 1 rank: costs equal the uninterrupted run"
+    else
+        fail "preempted + resumed costs differ"
+    fi
+else
+    fail "SIGUSR1 to mpirun: exit $code (expected 3 and a checkpoint)"; tail -5 "$WORK/pre-run.log"
+fi
 finish
