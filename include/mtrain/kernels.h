@@ -103,6 +103,13 @@ mt_status mt_gemm_tn(int rows, int n, int k, const float *a, int lda, const floa
 
 /* ---- elementwise and reductions ------------------------------------------ */
 
+/* y[i] = x[i] <= 0 ? 0 : x[i] (NaN propagates; y may be x), and
+ * out[i] = x[i] > 0 ? v[i] : 0 (the ReLU's derivative applied to v), for
+ * i < n. OpenMP inside; long aligned arrays are written with streaming
+ * stores (the same values). */
+void mt_relu_forward(size_t n, const float *x, float *y);
+void mt_relu_mask(size_t n, const float *x, const float *v, float *out);
+
 /* c[i][j] += bias[j] for i < rows, j < cols (OpenMP over rows). */
 void mt_add_row_bias(int rows, int cols, const float *bias, float *c, int ldc);
 

@@ -10,9 +10,7 @@ static mt_status relu_forward(mt_op *op, const float *w, int n, const float *x, 
     size_t total = mt_shape_size(op->in) * (size_t)(n > 0 ? n : 0);
 
     MT_CHECK(mt_op_check_args(op, w, n, x, y, y));
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < total; i++)
-        y[i] = x[i] <= 0.0f ? 0.0f : x[i];
+    mt_relu_forward(total, x, y);
     return MT_OK;
 }
 
@@ -22,9 +20,7 @@ static mt_status relu_mask(mt_op *op, int n, const float *x, const float *v, flo
     size_t total = mt_shape_size(op->in) * (size_t)(n > 0 ? n : 0);
 
     MT_CHECK(mt_op_check_args(op, NULL, n, x, v, out));
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < total; i++)
-        out[i] = x[i] > 0.0f ? v[i] : 0.0f;
+    mt_relu_mask(total, x, v, out);
     return MT_OK;
 }
 

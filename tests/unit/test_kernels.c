@@ -431,6 +431,30 @@ static void test_conv_sample_independent(void)
     }
 }
 
+/* ReLU and its mask on an array long enough for the streaming path (and a
+ * tail) and on a short one: bit for bit the scalar definitions, with NaN,
+ * -0 and +0 among the inputs. */
+static void test_relu_exact(void)
+{
+    size_t sizes[2] = {((size_t)1 << 20) + 5, 1000};
+    for (int t = 0; t < 2; t++) {
+        size_t n = sizes[t];
+        float *x = falloc(n), *v = falloc(n), *y = falloc(n), *m = falloc(n);
+        size_t bad = 0;
+        mt_test_fill(x, n, -1, 1, 91);
+        mt_test_fill(v, n, -1, 1, 92);
+        x[3] = NAN, x[4] = -0.0f, x[5] = 0.0f, x[n - 1] = NAN, x[n - 2] = -0.0f;
+        mt_relu_forward(n, x, y);
+        mt_relu_mask(n, x, v, m);
+        for (size_t i = 0; i < n; i++) {
+            float wy = x[i] <= 0.0f ? 0.0f : x[i], wm = x[i] > 0.0f ? v[i] : 0.0f;
+            bad += memcmp(&wy, y + i, sizeof wy) != 0 || memcmp(&wm, m + i, sizeof wm) != 0;
+        }
+        CU_ASSERT_EQUAL(bad, 0);
+        mt_free(x), mt_free(v), mt_free(y), mt_free(m);
+    }
+}
+
 static void test_sum_rows(void)
 {
     int rows = 37, cols = 150;
@@ -461,6 +485,7 @@ int main(void)
         {"pooling", test_pooling},
         {"pooling_2x2_exact", test_pooling_2x2_exact},
         {"conv_sample_independent", test_conv_sample_independent},
+        {"relu_exact", test_relu_exact},
         {"sum_rows", test_sum_rows},
     };
     return mt_test_main("kernels", tests, sizeof(tests) / sizeof(tests[0]));
