@@ -39,6 +39,7 @@
  */
 #include <math.h>
 #include <omp.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "fma.h"
@@ -48,6 +49,7 @@ enum { MR = MT_FMA_MR, NR = MT_FMA_NR, VW = MT_FMA_VW, NV = NR / VW, KC = MT_FMA
 enum { SLACK = 64 };                   /* zero floats after an xp buffer */
 enum { BUDGET = 256 * 1024 };          /* floats of a weights-pass chunk: 1 MiB */
 enum { UNIT_COLS = 128 };              /* small samples are grouped to >= this */
+enum { STREAM_MIN = 1 << 22 };         /* floats: outputs this large bypass the cache */
 
 /* Sizes shared by the three passes (counts of floats unless said). */
 typedef struct {
@@ -58,6 +60,7 @@ typedef struct {
     int spc;          /* samples per unit of the forward and data passes */
     size_t kp, op;    /* K and O rounded up to whole row groups and panels */
     int fmr;          /* rows per group of the forward pass: MR or MR_SMALL */
+    int stream;       /* forward: write y with streaming stores (large output) */
     int *off;         /* [K] offsets off(k), in the workspace */
     /* weights pass: a chunk is `wrows` output rows of one sample (wspc = 1)
      * or wspc whole samples; its columns are ldq floats apart */
@@ -108,6 +111,7 @@ static conv_plan make_plan(const mt_conv_geom *g, int out_c)
     /* lanes where dy^T panels would be half padding and rows are long
      * (measured: no gain for O = 20 or small images) */
     pl.lanes = pl.O <= NR / 2 && pl.P >= 256;
+    pl.stream = 0; /* set by the passes that write a large array */
     pl.dy_rows = !pl.lanes && pl.K < pl.O;
     return pl;
 }
@@ -302,7 +306,8 @@ static inline void store_run(const float *src, float b, int b_on, float *dst)
 #endif
 }
 
-/* y[sample][o][position] = ct[o][j] (+ bias[o]) for the panel's columns. */
+/* y[sample][o][position] = ct[o][j] (+ bias[o]) for the panel's columns;
+ * whole aligned runs with streaming stores when pl->stream. */
 static void store_panel(const conv_plan *pl, const panel_map *m, const float *ct,
                         const float *bias, float *y)
 {
@@ -310,8 +315,16 @@ static void store_panel(const conv_plan *pl, const panel_map *m, const float *ct
         const float *src = ct + (size_t)o * NR;
         float *yo = y + (size_t)o * pl->P, b = bias ? bias[o] : 0.0f;
         for (int h = 0; h < NV; h++) {
+            float *dst = yo + m->ybase[h * VW];
+#if defined(__AVX512F__)
+            if (m->ycont[h] && pl->stream && ((uintptr_t)dst & 63) == 0) {
+                __m512 v = _mm512_loadu_ps(src + h * VW);
+                _mm512_stream_ps(dst, bias ? _mm512_add_ps(v, _mm512_set1_ps(b)) : v);
+                continue;
+            }
+#endif
             if (m->ycont[h]) {
-                store_run(src + h * VW, b, bias != NULL, yo + m->ybase[h * VW]);
+                store_run(src + h * VW, b, bias != NULL, dst);
                 continue;
             }
             for (int j = h * VW; j < (h + 1) * VW && j < m->w; j++)
@@ -347,6 +360,10 @@ static void forward_unit(const conv_plan *pl, const float *apw, const float *bia
         }
         store_panel(pl, &m, ct, bias, y);
     }
+#if defined(__AVX512F__)
+    if (pl->stream)
+        _mm_sfence(); /* this thread's streaming stores reach memory in order */
+#endif
 }
 
 /* Per-thread floats of the forward and data passes. */
@@ -387,6 +404,7 @@ mt_status mt_conv_forward(const mt_conv_geom *g, int out_c, const float *w, cons
         return MT_OK;
     MT_CHECK(reserve(&pl, pl.op * pl.K, per, ws, &apw, &bufs));
     mt_fma_pack_rows(pl.fmr, pl.O, pl.K, w, (size_t)pl.K, 1, apw);
+    pl.stream = (size_t)n * pl.O * pl.P >= STREAM_MIN;
 
 #pragma omp parallel for schedule(dynamic)
     for (int u = 0; u < n_units; u++) {
@@ -499,6 +517,7 @@ static mt_status data_as_forward(const mt_conv_geom *g, int out_c, const float *
                 wt[((size_t)ci * out_c + o) * kk + t] =
                     w[((size_t)o * g->c + ci) * kk + kk - 1 - t];
     mt_fma_pack_rows(pl.fmr, g->c, pl.K, wt, (size_t)pl.K, 1, apw);
+    pl.stream = (size_t)n * g->c * pl.P >= STREAM_MIN;
 
 #pragma omp parallel for schedule(dynamic)
     for (int u = 0; u < (n + pl.spc - 1) / pl.spc; u++) {

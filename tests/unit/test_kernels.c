@@ -385,23 +385,26 @@ static void test_pooling_2x2_exact(void)
 }
 
 /* A sample's convolution outputs and input gradient do not depend on the
- * batch around it: sample 5 of a 37-sample batch equals the same sample run
- * alone, bit for bit, and 1 thread equals 2 (geometries with small samples
- * grouped into units, stride 2, large samples in panels, and the input
- * gradient computed as a convolution of dy). */
+ * batch around it: sample 5 of a batch equals the same sample run alone,
+ * bit for bit, and 1 thread equals 2 (geometries with small samples grouped
+ * into units, stride 2, large samples in panels, the input gradient
+ * computed as a convolution of dy, and a batch whose outputs are written
+ * with streaming stores while a lone sample's are not). */
 static void test_conv_sample_independent(void)
 {
-    static const int cases[][6] = {/* c, h, k, stride, pad, out */
-                                   {8, 8, 3, 1, 0, 7},
-                                   {5, 16, 3, 2, 1, 13},
-                                   {3, 32, 5, 1, 2, 16},
-                                   {4, 9, 2, 2, 0, 3},
-                                   {9, 12, 3, 1, 1, 5}}; /* dx as a convolution of dy */
+    static const int cases[][7] = {/* c, h, k, stride, pad, out, n */
+                                   {8, 8, 3, 1, 0, 7, 37},
+                                   {5, 16, 3, 2, 1, 13, 37},
+                                   {3, 32, 5, 1, 2, 16, 37},
+                                   {4, 9, 2, 2, 0, 3, 37},
+                                   {9, 12, 3, 1, 1, 5, 37}, /* dx as a convolution of dy */
+                                   /* outputs large enough for streaming stores */
+                                   {96, 32, 3, 1, 1, 96, 48}};
     for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
         const int *cs = cases[t];
         mt_conv_geom g;
         MT_TEST_OK(mt_conv_geom_make(cs[0], cs[1], cs[1], cs[2], cs[3], cs[4], &g));
-        int n = 37, o = cs[5], s5 = 5;
+        int n = cs[6], o = cs[5], s5 = 5;
         size_t nx = (size_t)g.c * g.h * g.w, ny = (size_t)o * g.oh * g.ow;
         size_t nw = (size_t)o * mt_conv_rows(&g);
         float *x = falloc(nx * n), *dy = falloc(ny * n), *w = falloc(nw), *b = falloc(o);
