@@ -152,6 +152,21 @@ static void fill_padded(const conv_plan *pl, const float *x, int ns, float *xp)
     memset(xp + ns * pl->xsz, 0, sizeof(float) * SLACK);
 }
 
+/* dst[0 .. n) = src[0 .. n), streaming the 64-byte aligned whole vectors
+ * when `stream` (a large result that no cache would keep). */
+static void copy_row(const float *src, int n, int stream, float *dst)
+{
+    int i = 0;
+
+#if defined(__AVX512F__)
+    if (stream && ((uintptr_t)dst & 63) == 0) {
+        for (; i + VW <= n; i += VW)
+            _mm512_stream_ps(dst + i, _mm512_loadu_ps(src + i));
+    }
+#endif
+    memcpy(dst + i, src + i, sizeof(float) * (size_t)(n - i));
+}
+
 /* dx of ns samples = the interior of the zero-bordered buffer dxp. */
 static void copy_interior(const conv_plan *pl, const float *dxp, int ns, float *dx)
 {
@@ -161,9 +176,12 @@ static void copy_interior(const conv_plan *pl, const float *dxp, int ns, float *
     for (int s = 0; s < ns; s++)
         for (int ci = 0; ci < g->c; ci++)
             for (int iy = 0; iy < g->h; iy++)
-                memcpy(dx + s * in_sz + ((size_t)ci * g->h + iy) * g->w,
-                       dxp + s * pl->xsz + ((size_t)ci * pl->hp + iy + g->pad) * pl->wp + g->pad,
-                       sizeof(float) * g->w);
+                copy_row(dxp + s * pl->xsz + ((size_t)ci * pl->hp + iy + g->pad) * pl->wp + g->pad,
+                         g->w, pl->stream, dx + s * in_sz + ((size_t)ci * g->h + iy) * g->w);
+#if defined(__AVX512F__)
+    if (pl->stream)
+        _mm_sfence();
+#endif
 }
 
 /* Panel p of a unit of ns samples starting at sample i0. */
@@ -545,6 +563,7 @@ mt_status mt_conv_backward_data(const mt_conv_geom *g, int out_c, const float *w
         return data_as_forward(g, out_c, w, n, dy, dx, ws);
     MT_CHECK(reserve(&pl, pl.kp * pl.O, per, ws, &apt, &bufs));
     mt_fma_pack(pl.K, pl.O, w, 1, (size_t)pl.K, apt); /* rows of W^T */
+    pl.stream = (size_t)n * g->c * g->h * g->w >= STREAM_MIN;
 
 #pragma omp parallel for schedule(dynamic)
     for (int u = 0; u < n_units; u++) {

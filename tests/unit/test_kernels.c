@@ -399,7 +399,8 @@ static void test_conv_sample_independent(void)
                                    {4, 9, 2, 2, 0, 3, 37},
                                    {9, 12, 3, 1, 1, 5, 37}, /* dx as a convolution of dy */
                                    /* outputs large enough for streaming stores */
-                                   {96, 32, 3, 1, 1, 96, 48}};
+                                   {96, 32, 3, 1, 1, 96, 48},
+                                   {96, 32, 3, 2, 1, 24, 48}};
     for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
         const int *cs = cases[t];
         mt_conv_geom g;
