@@ -340,6 +340,32 @@ def targets(results, pk):
                   f"{'met' if f >= 0.75 else 'NOT met'}")
 
 
+def ops_table(raw):
+    print("\n## Per-op costs, 1 thread, batch 128 (`bench_ops`: thread CPU time, median of 3)\n")
+    print("ms per pass and GFLOP/s (op FLOPs x batch / time); ops without parameters "
+          "only where they take over 0.5 ms; the first op's input gradient is never "
+          "needed in training.\n")
+    print("| net | op | kind | forward | input grad | weight grad |\n|---|---|---|---|---|---|")
+    for net in NETS:
+        p = os.path.join(raw, f"ops-{net}.txt")
+        if not os.path.exists(p):
+            continue
+        for ln in read(p).splitlines():
+            if ln.startswith("op "):
+                t = ln.split()
+                d = dict(zip(t[3::2], t[4::2]))
+                gf = t[t.index("GF/s") + 1:t.index("GF/s") + 4]
+                f, b, w = float(d["fwd"]), float(d["vjp_x"]), float(d["vjp_w"])
+                if int(d["params"]) == 0 and max(f, b) < 0.5:
+                    continue
+                cell = lambda ms, g: f"{ms:.2f} ({float(g):.0f})" if float(g) > 0 else f"{ms:.2f}"
+                print(f"| {net} | {t[1]} | {t[2]} | {cell(f, gf[0])} | {cell(b, gf[1])} | "
+                      f"{cell(w, gf[2]) if int(d['params']) else '-'} |")
+            elif ln.startswith("total"):
+                t = ln.split()
+                print(f"| {net} | total | | {t[5]} | {t[7]} | {t[9]} |")
+
+
 def main():
     raw = sys.argv[1]
     pk = peaks(raw)
@@ -349,6 +375,7 @@ def main():
     memory_table(results)
     oracle_table(raw)
     pipeline_table(raw)
+    ops_table(raw)
 
 
 if __name__ == "__main__":
