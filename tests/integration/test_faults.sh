@@ -128,7 +128,11 @@ ck="$WORK/ck-gone"
 start 2 "${base[@]}" --batch 128 --oracle penalized --steps 20 --checkpoint-every 3 \
     --run-dir "$WORK/run-gone" --checkpoint-dir "$ck" --log-every 1
 t=0
-until [ -e "$ck/convnet-step00000003.h5" ] || [ $t -ge 1200 ]; do sleep 0.05; t=$((t + 1)); done
+# wait for the step-3 checkpoint to be complete: its file is renamed into place
+# before `latest` names it, so the move must wait for `latest`, not the file
+until [ "$(cat "$ck/latest" 2>/dev/null)" = convnet-step00000003.h5 ] || [ $t -ge 1200 ]; do
+    sleep 0.05; t=$((t + 1))
+done
 mv "$ck" "$ck.old" && touch "$ck"
 wait $GUARD
 code=$?
