@@ -39,7 +39,8 @@ const char *mt_optim_state_name(const mt_optim *opt, int i);
 
 mt_status mt_optim_create(const mt_optim_config *cfg, size_t n, mt_optim **opt);
 void mt_optim_destroy(mt_optim **opt);
-/* One update of w[0..n) by direction g[0..n). */
-void mt_optim_step(mt_optim *opt, float *w, const float *g);
+/* One update of w[0..n) by direction g[0..n); returns 1 when every updated
+ * w is finite, 0 when one is inf or NaN. */
+int mt_optim_step(mt_optim *opt, float *w, const float *g);
 
 #endif

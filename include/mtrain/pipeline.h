@@ -78,6 +78,11 @@ int mt_pipeline_size(const mt_pipeline *p);
 float *mt_pipeline_input(mt_pipeline *p);
 int32_t *mt_pipeline_labels(mt_pipeline *p);
 
+/* 1 when the last training step's update left every parameter of this stage
+ * finite, 0 when it did not, -1 when unknown (no step yet, or the parameters
+ * were handed out for writing since: mt_pipeline_op_params, checkpoints). */
+int mt_pipeline_update_finite(const mt_pipeline *p);
+
 /* Initialise this stage's parameters from `seed` (each op draws from its
  * own stream, named after the op, so the values do not depend on ranks). */
 mt_status mt_pipeline_init_params(mt_pipeline *p, uint64_t seed);

@@ -15,12 +15,17 @@ int mt_all_finite(const float *x, size_t n)
     return !bad;
 }
 
-/* This rank's first op with a non-finite parameter, -1 if none. */
+/* This rank's first op with a non-finite parameter, -1 if none. The update
+ * of a step tells in passing whether all of them are finite; the stage's
+ * parameters are scanned only when it found one that is not, or when the
+ * parameters may have changed since. */
 static int first_bad_op(mt_pipeline *p, const mt_model *m)
 {
     const int *first = mt_pipeline_stage_first(p);
     int rank = mt_pipeline_rank(p);
 
+    if (mt_pipeline_update_finite(p) == 1)
+        return -1;
     for (int t = first[rank]; t < first[rank + 1]; t++) {
         const float *w = mt_pipeline_op_params(p, t);
         if (w && m->ops[t]->n_params > 0 && !mt_all_finite(w, m->ops[t]->n_params))

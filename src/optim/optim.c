@@ -2,8 +2,11 @@
  * optim.c - plain, SGD (momentum, Nesterov) and Adam with PyTorch 1.13's
  * update rules (torch.optim.SGD with dampening 0, torch.optim.Adam without
  * amsgrad); plain is torch.optim.SGD with momentum 0. Elementwise, so the
- * result does not depend on the threads.
+ * result does not depend on the threads. Each pass also tells whether every
+ * updated parameter is finite (|w| <= FLT_MAX is false for inf and NaN), so
+ * the step-end check needs no pass of its own over the parameters.
  */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -54,29 +57,36 @@ void mt_optim_destroy(mt_optim **opt)
 
 /* w <- w - lr g, no state: SGD without momentum. With lr = 1 (the default
  * for plain) the product is exact, so this is w - g bit for bit. */
-static void plain_step(mt_optim *opt, float *w, const float *g)
+static int plain_step(mt_optim *opt, float *w, const float *g)
 {
     const float lr = (float)opt->cfg.lr;
+    int bad = 0;
 
-    #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < opt->n; i++)
+    #pragma omp parallel for schedule(static) reduction(|:bad)
+    for (size_t i = 0; i < opt->n; i++) {
         w[i] -= lr * g[i];
+        bad |= !(fabsf(w[i]) <= FLT_MAX);
+    }
+    return !bad;
 }
 
-static void sgd_step(mt_optim *opt, float *w, const float *g)
+static int sgd_step(mt_optim *opt, float *w, const float *g)
 {
     const float lr = (float)opt->cfg.lr, mu = (float)opt->cfg.momentum;
     float *b = opt->state[0];
     const int first = opt->steps == 0, nesterov = opt->cfg.nesterov;
+    int bad = 0;
 
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) reduction(|:bad)
     for (size_t i = 0; i < opt->n; i++) {
         b[i] = first ? g[i] : mu * b[i] + g[i];
         w[i] -= lr * (nesterov ? g[i] + mu * b[i] : b[i]);
+        bad |= !(fabsf(w[i]) <= FLT_MAX);
     }
+    return !bad;
 }
 
-static void adam_step(mt_optim *opt, float *w, const float *g)
+static int adam_step(mt_optim *opt, float *w, const float *g)
 {
     const double k = (double)(opt->steps + 1);
     const float b1 = (float)opt->cfg.beta1, b2 = (float)opt->cfg.beta2;
@@ -84,27 +94,33 @@ static void adam_step(mt_optim *opt, float *w, const float *g)
     const float root_c2 = (float)sqrt(1.0 - pow(opt->cfg.beta2, k));
     const float eps = (float)opt->cfg.eps;
     float *m = opt->state[0], *v = opt->state[1];
+    int bad = 0;
 
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) reduction(|:bad)
     for (size_t i = 0; i < opt->n; i++) {
         m[i] = b1 * m[i] + (1.0f - b1) * g[i];
         v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
         w[i] -= step * m[i] / (sqrtf(v[i]) / root_c2 + eps);
+        bad |= !(fabsf(w[i]) <= FLT_MAX);
     }
+    return !bad;
 }
 
-void mt_optim_step(mt_optim *opt, float *w, const float *g)
+int mt_optim_step(mt_optim *opt, float *w, const float *g)
 {
+    int finite = 0;
+
     switch (opt->cfg.kind) {
     case MT_OPTIM_PLAIN:
-        plain_step(opt, w, g);
+        finite = plain_step(opt, w, g);
         break;
     case MT_OPTIM_SGD:
-        sgd_step(opt, w, g);
+        finite = sgd_step(opt, w, g);
         break;
     case MT_OPTIM_ADAM:
-        adam_step(opt, w, g);
+        finite = adam_step(opt, w, g);
         break;
     }
     opt->steps++;
+    return finite;
 }

@@ -28,6 +28,8 @@ struct mt_pipeline {
     size_t *off;          /* [K] parameter offset of op a+k */
     size_t n_params;
     float *params, *dirs;
+    int update_finite;    /* the last update left every parameter finite: 1 yes,
+                           * 0 no, -1 unknown (parameters exposed for writing) */
     mt_optim *opt;
     float **x, **lam;     /* [K+1] each */
     int32_t *labels;
@@ -130,6 +132,7 @@ mt_status mt_pipeline_create(MPI_Comm comm, mt_model *model, const mt_pipeline_c
     p->comm = comm;
     p->model = model;
     p->cfg = *cfg;
+    p->update_finite = -1;
     MPI_Comm_rank(comm, &p->rank);
     MPI_Comm_size(comm, &p->size);
     MPI_Comm_get_attr(comm, MPI_TAG_UB, &ub, &flag);
@@ -191,8 +194,11 @@ void mt_pipeline_set_lr(mt_pipeline *p, double lr) { p->opt->cfg.lr = lr; }
 
 float *mt_pipeline_op_params(mt_pipeline *p, int t)
 {
+    p->update_finite = -1;
     return t >= p->a && t < p->b ? p->params + p->off[t - p->a] : NULL;
 }
+
+int mt_pipeline_update_finite(const mt_pipeline *p) { return p->update_finite; }
 
 const float *mt_pipeline_op_direction(mt_pipeline *p, int t)
 {
@@ -432,7 +438,7 @@ static mt_status weight_phase(mt_pipeline *p, int n)
     }
     if (p->detail)
         MT_CHECK(measure_penalty(p, n));
-    mt_optim_step(p->opt, p->params, p->dirs);
+    p->update_finite = mt_optim_step(p->opt, p->params, p->dirs);
     return MT_OK;
 }
 
@@ -587,6 +593,7 @@ mt_status mt_pipeline_ckpt_tensors(mt_pipeline *p, mt_ckpt_state *st)
 
     for (int t = 0; t < m->n_ops; t++)
         count += m->ops[t]->n_tensors * (1 + p->opt->n_states);
+    p->update_finite = -1;
     memset(st, 0, sizeof *st);
     st->tensors = calloc((size_t)count + 1, sizeof *st->tensors);
     if (!st->tensors)

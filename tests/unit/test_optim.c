@@ -111,6 +111,33 @@ static void test_adam(void)
     mt_optim_destroy(&opt);
 }
 
+/* Every rule reports whether the updated parameters are all finite: 1 for
+ * an ordinary step, 0 when a direction of inf or NaN, or (plain and sgd)
+ * one whose step overflows float (lr 1e30 x g 1e10), leaves a parameter
+ * non-finite, wherever it is in a vector long enough to be split among
+ * threads. */
+static void test_reports_finite(void)
+{
+    enum { N = 4099 };
+    static float w[N], g[N];
+    const float bad[3] = {INFINITY, NAN, 1e10f};
+
+    for (int kind = MT_OPTIM_PLAIN; kind <= MT_OPTIM_ADAM; kind++)
+        for (int b = 0; b < (kind == MT_OPTIM_ADAM ? 2 : 3); b++) {
+            mt_optim_config cfg = {kind, b == 2 ? 1e30 : 0.1, 0.9, 0, 0.9, 0.999, 1e-8};
+            mt_optim *opt = NULL;
+            int at = N - 1 - 1000 * b;
+            MT_TEST_OK(mt_optim_create(&cfg, N, &opt));
+            for (int i = 0; i < N; i++)
+                w[i] = 1.0f, g[i] = 1e-3f * (float)(i % 7);
+            CU_ASSERT_EQUAL(mt_optim_step(opt, w, g), 1);
+            g[at] = bad[b];
+            CU_ASSERT_EQUAL(mt_optim_step(opt, w, g), 0);
+            CU_ASSERT_FALSE(isfinite(w[at]));
+            mt_optim_destroy(&opt);
+        }
+}
+
 int main(void)
 {
     const mt_test_case tests[] = {
@@ -120,6 +147,7 @@ int main(void)
         {"sgd momentum", test_sgd_momentum},
         {"sgd nesterov", test_sgd_nesterov},
         {"adam", test_adam},
+        {"every rule reports non-finite parameters", test_reports_finite},
     };
     return mt_test_main("optim", tests, (int)(sizeof tests / sizeof tests[0]));
 }
