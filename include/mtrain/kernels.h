@@ -189,6 +189,16 @@ mt_status mt_conv_backward_data(const mt_conv_geom *g, int out_c, const float *w
                                 const float *dy, float *dx, mt_scratch *ws);
 mt_status mt_conv_backward_weights(const mt_conv_geom *g, int out_c, int n, const float *x,
                                    const float *dy, float *dw, float *db, mt_scratch *ws);
+/* mt_conv_backward_weights in two halves, for sums taken slice by slice:
+ * the partials of each MT_BLOCK block of samples (mt_conv_weight_block_floats
+ * floats per block, 64-byte multiples) of n samples into part, then the sum
+ * of n_blocks consecutive blocks' partials in block order. Slices of whole
+ * blocks (all but the last) give the bits of the one-call pass. */
+size_t mt_conv_weight_block_floats(const mt_conv_geom *g, int out_c);
+mt_status mt_conv_weight_partials(const mt_conv_geom *g, int out_c, int n, const float *x,
+                                  const float *dy, float *part, mt_scratch *ws);
+void mt_conv_weight_reduce(const mt_conv_geom *g, int out_c, int n_blocks, const float *part,
+                           float *dw, float *db);
 
 /* ---- pooling (one sample, serial) ------------------------------------------ */
 

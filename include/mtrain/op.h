@@ -66,6 +66,8 @@ typedef struct {
 
 typedef struct mt_op mt_op;
 
+enum { MT_PART_FIRST = 1, MT_PART_LAST = 2 };
+
 typedef struct {
     const char *kind; /* "dense", "conv2d", ... */
 
@@ -99,6 +101,15 @@ typedef struct {
 
     /* Free op->priv and scratch (not the op itself). */
     void (*destroy)(mt_op *op);
+
+    /* Optional (NULL when not offered): vjp_w over the samples of several
+     * consecutive calls, bit for bit vjp_w over all of them, so that a
+     * pipeline can take each micro-batch's share as soon as its dy arrives.
+     * part & MT_PART_FIRST: the first slice (starts the sum); part &
+     * MT_PART_LAST: the last (completes dw). dw holds partial sums in
+     * between and must be left alone; one sum at a time per op. */
+    mt_status (*vjp_w_part)(mt_op *op, const float *w, int n, const float *x, const float *dy,
+                            float *dw, int part);
 } mt_op_vtable;
 
 #define MT_OP_MAX_TENSORS 2

@@ -115,6 +115,16 @@ mt_status mt_oracle_input(const mt_oracle_config *cfg, int t, mt_op *op, const f
                           int n, const float *x, const float *fx, const float *lambda,
                           float *lambda_in, mt_solve_report *rep, mt_arena *ws);
 
+/* Whether op's g_t can be taken in parts, micro-batch by micro-batch (the
+ * gradient oracles gd and dtp, on ops offering vjp_w_part). */
+int mt_oracle_weights_in_parts(const mt_oracle_config *cfg, const mt_op *op);
+/* The share of micro-batch x[n], lambda[n] of such a g_t; part as for
+ * vjp_w_part (MT_PART_FIRST, MT_PART_LAST). After the last part g equals
+ * mt_oracle_weights over the union, bit for bit. */
+mt_status mt_oracle_weights_part(const mt_oracle_config *cfg, mt_op *op, const float *w, int n,
+                                 const float *x, const float *lambda, float *g, int part,
+                                 mt_solve_report *rep);
+
 /* g_t[n_params] from the whole mini-batch (n samples). */
 mt_status mt_oracle_weights(const mt_oracle_config *cfg, mt_op *op, const float *w, int n,
                             const float *x, const float *fx, const float *lambda, float *g,

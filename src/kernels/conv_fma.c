@@ -869,45 +869,93 @@ static void weights_block(const conv_plan *pl, int a, int b, const float *x, con
             pb[o] += sum_lanes((size_t)pl->P, dy + out_sz * i + (size_t)o * pl->P);
 }
 
-mt_status mt_conv_backward_weights(const mt_conv_geom *g, int out_c, int n, const float *x,
-                                   const float *dy, float *dw, float *db, mt_scratch *ws)
+/* One block's partials: the biases' sums in double [O] (2 O floats), then
+ * the transposed weights [kp op], each part on a 64-byte boundary. */
+static size_t bias_floats(const conv_plan *pl) { return mt_round_up(2 * (size_t)pl->O, 16); }
+
+static size_t block_floats(const conv_plan *pl)
+{
+    return bias_floats(pl) + mt_round_up(pl->kp * pl->op, 16);
+}
+
+size_t mt_conv_weight_block_floats(const mt_conv_geom *g, int out_c)
 {
     conv_plan pl = make_plan(g, out_c);
-    int n_blocks = (n + MT_BLOCK - 1) / MT_BLOCK;
-    size_t n_t = pl.kp * pl.op, per = mt_round_up(weights_floats(&pl), 16);
-    float *pt, *bufs;
-    double *pb;
+    return block_floats(&pl);
+}
 
-    /* per-block partials: biases in double, then transposed weights */
-    MT_CHECK(reserve(&pl, (2 * (size_t)pl.O + n_t) * n_blocks, per, ws, &pt, &bufs));
-    pb = (double *)pt;
-    pt += 2 * (size_t)pl.O * n_blocks;
+/* Every block's partials into part, blocks to threads dynamically. */
+static void weight_partials(const conv_plan *pl, int n, const float *x, const float *dy,
+                            float *bufs, size_t per, float *part)
+{
+    int n_blocks = (n + MT_BLOCK - 1) / MT_BLOCK;
+    size_t bf = block_floats(pl);
 
     /* TODO: with fewer blocks than threads (n <= MT_BLOCK) only one thread
      * works; splitting a block's weight tiles would spread it. */
 #pragma omp parallel for schedule(dynamic)
     for (int b = 0; b < n_blocks; b++) {
         int end = (b + 1) * MT_BLOCK < n ? (b + 1) * MT_BLOCK : n;
-        weights_block(&pl, b * MT_BLOCK, end, x, dy, bufs + per * omp_get_thread_num(),
-                      pt + n_t * b, pb + (size_t)pl.O * b);
+        float *blk = part + bf * b;
+        weights_block(pl, b * MT_BLOCK, end, x, dy, bufs + per * omp_get_thread_num(),
+                      blk + bias_floats(pl), (double *)blk);
     }
+}
 
-    /* Block partials added in block order (transposed back if need be). */
-    size_t ld = partial_ld(&pl), so = pl.dy_rows || pl.lanes ? ld : 1;
-    size_t sk = pl.dy_rows || pl.lanes ? 1 : ld;
+/* The blocks' partials added in block order, in double (transposed back if
+ * need be). */
+static void weight_reduce(const conv_plan *pl, int n_blocks, const float *part, float *dw,
+                          float *db)
+{
+    size_t bf = block_floats(pl), bo = bias_floats(pl);
+    size_t ld = partial_ld(pl), so = pl->dy_rows || pl->lanes ? ld : 1;
+    size_t sk = pl->dy_rows || pl->lanes ? 1 : ld;
+
 #pragma omp parallel for schedule(static)
-    for (int o = 0; o < pl.O; o++)
-        for (int kk = 0; kk < pl.K; kk++) {
+    for (int o = 0; o < pl->O; o++)
+        for (int kk = 0; kk < pl->K; kk++) {
             double s = 0.0;
             for (int b = 0; b < n_blocks; b++)
-                s += pt[n_t * b + so * o + sk * kk];
-            dw[(size_t)o * pl.K + kk] = (float)s;
+                s += part[bf * b + bo + so * o + sk * kk];
+            dw[(size_t)o * pl->K + kk] = (float)s;
         }
-    for (int o = 0; o < pl.O; o++) {
+    for (int o = 0; o < pl->O; o++) {
         double s = 0.0;
         for (int b = 0; b < n_blocks; b++)
-            s += pb[(size_t)pl.O * b + o];
+            s += ((const double *)(part + bf * b))[o];
         db[o] = (float)s;
     }
+}
+
+mt_status mt_conv_weight_partials(const mt_conv_geom *g, int out_c, int n, const float *x,
+                                  const float *dy, float *part, mt_scratch *ws)
+{
+    conv_plan pl = make_plan(g, out_c);
+    size_t per = mt_round_up(weights_floats(&pl), 16);
+    float *none, *bufs;
+
+    MT_CHECK(reserve(&pl, 0, per, ws, &none, &bufs));
+    weight_partials(&pl, n, x, dy, bufs, per, part);
+    return MT_OK;
+}
+
+void mt_conv_weight_reduce(const mt_conv_geom *g, int out_c, int n_blocks, const float *part,
+                           float *dw, float *db)
+{
+    conv_plan pl = make_plan(g, out_c);
+    weight_reduce(&pl, n_blocks, part, dw, db);
+}
+
+mt_status mt_conv_backward_weights(const mt_conv_geom *g, int out_c, int n, const float *x,
+                                   const float *dy, float *dw, float *db, mt_scratch *ws)
+{
+    conv_plan pl = make_plan(g, out_c);
+    int n_blocks = (n + MT_BLOCK - 1) / MT_BLOCK;
+    size_t per = mt_round_up(weights_floats(&pl), 16);
+    float *part, *bufs;
+
+    MT_CHECK(reserve(&pl, block_floats(&pl) * n_blocks, per, ws, &part, &bufs));
+    weight_partials(&pl, n, x, dy, bufs, per, part);
+    weight_reduce(&pl, n_blocks, part, dw, db);
     return MT_OK;
 }

@@ -7,6 +7,7 @@
  * gradient's summation order only on n.
  */
 #include <math.h>
+#include <string.h>
 
 #include "op_impl.h"
 
@@ -14,6 +15,9 @@ typedef struct {
     mt_conv_geom g;
     int out_c;
     mt_scratch ws; /* packed weights, column chunks, gradient partials */
+    float *parts;  /* vjp_w_part: the blocks' partials so far */
+    size_t parts_cap; /* floats allocated at parts */
+    int parts_blocks; /* blocks in parts */
 } conv_priv;
 
 static mt_status conv_forward(mt_op *op, const float *w, int n, const float *x, float *y)
@@ -47,6 +51,40 @@ static mt_status conv_vjp_w(mt_op *op, const float *w, int n, const float *x, co
     if (!dw)
         return MT_FAIL(MT_ERR_ARG, "conv2d op '%s': NULL weight gradient", op->name);
     MT_CHECK(mt_conv_backward_weights(&p->g, p->out_c, n, x, dy, dw, dw + n_w, &p->ws));
+    return MT_OK;
+}
+
+/* The weight pass's per-block partials are kept across the slices and added
+ * in block order at the last one: the one-call pass's bits when the slices
+ * are whole MT_BLOCK blocks (but the last). */
+static mt_status conv_vjp_w_part(mt_op *op, const float *w, int n, const float *x,
+                                 const float *dy, float *dw, int part)
+{
+    conv_priv *p = op->priv;
+    size_t n_w = (size_t)p->out_c * mt_conv_rows(&p->g);
+    size_t bf = mt_conv_weight_block_floats(&p->g, p->out_c);
+    int nb = (n + MT_BLOCK - 1) / MT_BLOCK;
+
+    MT_CHECK(mt_op_check_args(op, w, n, x, dy, dw));
+    if (!dw)
+        return MT_FAIL(MT_ERR_ARG, "conv2d op '%s': NULL weight gradient", op->name);
+    if (part & MT_PART_FIRST)
+        p->parts_blocks = 0;
+    if ((size_t)(p->parts_blocks + nb) * bf > p->parts_cap) {
+        size_t cap = (size_t)(p->parts_blocks + nb) * bf;
+        float *grown;
+        MT_CHECK(mt_alloc_checked((void **)&grown, cap * sizeof(float),
+                                  "conv2d weight partials"));
+        if (p->parts_blocks > 0)
+            memcpy(grown, p->parts, (size_t)p->parts_blocks * bf * sizeof(float));
+        mt_free(p->parts);
+        p->parts = grown, p->parts_cap = cap;
+    }
+    MT_CHECK(mt_conv_weight_partials(&p->g, p->out_c, n, x, dy,
+                                     p->parts + (size_t)p->parts_blocks * bf, &p->ws));
+    p->parts_blocks += nb;
+    if (part & MT_PART_LAST)
+        mt_conv_weight_reduce(&p->g, p->out_c, p->parts_blocks, p->parts, dw, dw + n_w);
     return MT_OK;
 }
 
@@ -86,8 +124,10 @@ static void conv_destroy(mt_op *op)
 {
     conv_priv *p = op->priv;
 
-    if (p)
+    if (p) {
         mt_scratch_free(&p->ws);
+        mt_free(p->parts);
+    }
     mt_op_destroy_plain(op);
 }
 
@@ -96,6 +136,7 @@ static const mt_op_vtable conv_vtable = {
     .forward = conv_forward,
     .vjp_x = conv_vjp_x,
     .vjp_w = conv_vjp_w,
+    .vjp_w_part = conv_vjp_w_part,
     .jvp_x = conv_jvp_x,
     .jvp_w = conv_jvp_w,
     .init = conv_init,

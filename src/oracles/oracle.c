@@ -246,26 +246,60 @@ mt_status mt_oracle_input(const mt_oracle_config *cfg, int t, mt_op *op, const f
     return mt_solve_input(&in, &sp, op, w, n, x, fx, lambda, lambda_in, rep, ws);
 }
 
+/* The gradient oracles' factor a of g = a (J_w^T lambda + wd w); 0 for the
+ * oracles whose weight rule is a subproblem. */
+static double gradient_factor(const mt_oracle_config *cfg)
+{
+    return cfg->kind == MT_ORACLE_GD ? 1.0 : cfg->kind == MT_ORACLE_DTP ? cfg->gamma : 0.0;
+}
+
+/* g <- a (g + wd w), g = J_w^T lambda on entry. */
+static void finish_gradient(const mt_oracle_config *cfg, double a, const mt_op *op,
+                            const float *w, float *g)
+{
+    const float wd = (float)cfg->wd, af = (float)a;
+
+    if (wd == 0.0f && a == 1.0)
+        return;
+    /* one threaded pass over the parameters (20M on mlp: a serial loop cost
+     * about 12 ms a step); elementwise, so the threads do not change it */
+    if (wd == 0.0f) {
+        scale(g, op->n_params, af);
+        return;
+    }
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < op->n_params; i++)
+        g[i] = (g[i] + wd * w[i]) * af;
+}
+
 /* g = a (J_w^T lambda + wd w): back-propagation's weight rule, scaled. */
 static mt_status gradient_rule(const mt_oracle_config *cfg, double a, mt_op *op,
                                const float *w, int n, const float *x, const float *lambda,
                                float *g, mt_solve_report *rep)
 {
-    const float wd = (float)cfg->wd, af = (float)a;
-
     report_one(rep);
     MT_CHECK(op->vt->vjp_w(op, w, n, x, lambda, g));
-    if (wd == 0.0f && a == 1.0)
-        return MT_OK;
-    /* one threaded pass over the parameters (20M on mlp: a serial loop cost
-     * about 12 ms a step); elementwise, so the threads do not change it */
-    if (wd == 0.0f) {
-        scale(g, op->n_params, af);
-        return MT_OK;
+    finish_gradient(cfg, a, op, w, g);
+    return MT_OK;
+}
+
+int mt_oracle_weights_in_parts(const mt_oracle_config *cfg, const mt_op *op)
+{
+    return gradient_factor(cfg) != 0.0 && op->n_params > 0 && op->vt->vjp_w_part != NULL;
+}
+
+mt_status mt_oracle_weights_part(const mt_oracle_config *cfg, mt_op *op, const float *w, int n,
+                                 const float *x, const float *lambda, float *g, int part,
+                                 mt_solve_report *rep)
+{
+    if (!mt_oracle_weights_in_parts(cfg, op))
+        return MT_FAIL(MT_ERR_STATE, "op '%s': the %s oracle's weights cannot be taken in parts",
+                       op->name, mt_oracle_name(cfg->kind));
+    MT_CHECK(op->vt->vjp_w_part(op, w, n, x, lambda, g, part));
+    if (part & MT_PART_LAST) {
+        report_one(rep);
+        finish_gradient(cfg, gradient_factor(cfg), op, w, g);
     }
-    #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < op->n_params; i++)
-        g[i] = (g[i] + wd * w[i]) * af;
     return MT_OK;
 }
 

@@ -40,6 +40,7 @@ struct mt_pipeline {
     MPI_Request *recv_fwd, *recv_bwd; /* [micro-batch] receives posted up front */
     long seq;             /* collective calls so far, for message tags */
     mt_arena ws;
+    int by_micro;         /* this step takes gradient weights micro-batch by micro-batch */
     int detail;           /* next step also measures the stage figures */
     mt_oracle_config detail_cfg; /* the oracle asking for residuals */
     mt_stage_stats st;    /* this stage's figures of the last detailed step */
@@ -361,7 +362,48 @@ static int first_needed(const mt_pipeline *p)
     return p->K;
 }
 
-static mt_status backward_micro(mt_pipeline *p, int M, int m, int lo, int hi, double *t_wait)
+/* The gradient oracles' weight directions, micro-batch m's share, taken as
+ * soon as its lambdas are known (after they went upstream): the weights need
+ * not wait for the last micro-batch, and the work fills the time this stage
+ * would otherwise spend waiting for the next one's lambdas. */
+static int in_parts(const mt_pipeline *p, const mt_op *op)
+{
+    return p->by_micro && mt_oracle_weights_in_parts(oracle_of(p), op);
+}
+
+/* Whether a training step of n samples in M micro-batches takes the weights
+ * by micro-batch: only where another stage keeps this one waiting (more than
+ * one rank), and where every micro-batch has a block per thread (an op's
+ * weight pass spreads its blocks over the threads). Either way gives the
+ * same bits; this is a choice of speed. */
+static int weights_by_micro(const mt_pipeline *p, int n, int M)
+{
+    int blocks = (n + MT_BLOCK - 1) / MT_BLOCK;
+    return p->size > 1 && M > 1 && blocks / M >= mt_kernel_threads();
+}
+
+static mt_status weights_micro(mt_pipeline *p, int M, int m, int lo, int hi)
+{
+    const int part = (m == 0 ? MT_PART_FIRST : 0) | (m == M - 1 ? MT_PART_LAST : 0);
+
+    for (int k = 0; k < p->K; k++) {
+        mt_op *op = p->model->ops[p->a + k];
+        size_t in = size_at(p, k), out = size_at(p, k + 1);
+        mt_solve_report rep = {0, 0.0};
+
+        if (!in_parts(p, op))
+            continue;
+        MT_CHECK(mt_oracle_weights_part(oracle_of(p), op, p->params + p->off[k], hi - lo,
+                                        p->x[k] + lo * in, p->lam[k + 1] + lo * out,
+                                        p->dirs + p->off[k], part, &rep));
+        if (part & MT_PART_LAST)
+            count(p, &rep, 1);
+    }
+    return MT_OK;
+}
+
+static mt_status backward_micro(mt_pipeline *p, int M, int m, int lo, int hi, double *t_wait,
+                                double *t_w)
 {
     const int n = hi - lo;
     const int k_stop = first_needed(p);
@@ -381,6 +423,9 @@ static mt_status backward_micro(mt_pipeline *p, int M, int m, int lo, int hi, do
     if (p->rank > 0)
         MT_CHECK(post_send(p, p->lam[0] + (size_t)lo * size_at(p, 0), (size_t)n * size_at(p, 0),
                            p->rank - 1, tag_of(p, M, m, DIR_BACKWARD)));
+    double t0 = mt_time_now();
+    MT_CHECK(weights_micro(p, M, m, lo, hi));
+    *t_w += mt_time_now() - t0;
     return MT_OK;
 }
 
@@ -427,8 +472,8 @@ static mt_status weight_phase(mt_pipeline *p, int n)
 {
     for (int k = 0; k < p->K; k++) {
         mt_op *op = p->model->ops[p->a + k];
-        if (op->n_params == 0)
-            continue;
+        if (op->n_params == 0 || in_parts(p, op))
+            continue; /* none, or taken micro-batch by micro-batch */
         mt_solve_report rep = {0, 0.0};
         MT_CHECK(mt_oracle_weights(oracle_of(p), op, p->params + p->off[k], n, p->x[k],
                                    p->x[k + 1], p->lam[k + 1], p->dirs + p->off[k], &rep,
@@ -480,6 +525,7 @@ static mt_status run(mt_pipeline *p, int n, int train, mt_step_stats *stats)
     int lo, hi;
 
     memset(stats, 0, sizeof *stats);
+    p->by_micro = train && weights_by_micro(p, n, M);
     if (train && p->detail)
         memset(&p->st, 0, sizeof p->st);
     MT_CHECK(post_receives(p, n, M, train));
@@ -491,12 +537,12 @@ static mt_status run(mt_pipeline *p, int n, int train, mt_step_stats *stats)
     }
     for (int m = 0; train && m < M; m++) {
         micro_range(n, M, m, &lo, &hi);
-        MT_CHECK(backward_micro(p, M, m, lo, hi, &t_wait));
+        MT_CHECK(backward_micro(p, M, m, lo, hi, &t_wait, &t_w));
     }
     if (train) {
         double tw = mt_time_now();
         MT_CHECK(weight_phase(p, n));
-        t_w = mt_time_now() - tw;
+        t_w += mt_time_now() - tw;
         if (p->detail)
             p->st.lambda_norm = norm_of(p->lam[p->K], (size_t)n * size_at(p, p->K));
     }

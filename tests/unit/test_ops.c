@@ -386,6 +386,57 @@ static void test_threads_bitwise(void)
     check_threads(conv(cifar, 96, 3, 1, 1)); /* c k k < out channels */
 }
 
+/* vjp_w_part over consecutive slices of whole blocks (the last one partial)
+ * gives vjp_w's bits over their union, with other passes of the op run in
+ * between (as in a pipeline: the next micro-batch's input gradient) and a
+ * first call that restarts a sum left unfinished; 1 and 2 threads. */
+static void check_parts(mt_op *op)
+{
+    const int n = 3 * MT_BLOCK + 7, cuts[][4] = {{0, 96, 103, 0}, {0, 32, 64, 103},
+                                                  {0, 64, 103, 0}};
+    size_t nx = mt_shape_size(op->in), ny = mt_shape_size(op->out), np = op->n_params;
+    float *w = falloc(np), *x = falloc(nx * n), *dy = falloc(ny * n), *dx = falloc(nx * n);
+    float *whole = falloc(np), *parts = falloc(np);
+    int saved = omp_get_max_threads();
+
+    CU_ASSERT_PTR_NOT_NULL_FATAL(op->vt->vjp_w_part);
+    mt_test_fill(w, np, -0.1f, 0.1f, 18);
+    mt_test_fill(x, nx * n, -1, 1, 19);
+    mt_test_fill(dy, ny * n, -1, 1, 20);
+    MT_TEST_OK(op->vt->vjp_w(op, w, n, x, dy, whole));
+    for (int t = 1; t <= 2; t++)
+        for (int c = 0; c < 3; c++) {
+            const int *cut = cuts[c];
+            int k = 1;
+            omp_set_num_threads(t);
+            /* an unfinished sum first: the next FIRST must discard it */
+            MT_TEST_OK(op->vt->vjp_w_part(op, w, MT_BLOCK, x, dy, parts, MT_PART_FIRST));
+            while (k < 4 && (k == 1 || cut[k] > 0)) {
+                int lo = cut[k - 1], hi = cut[k], last = hi == n;
+                int part = (k == 1 ? MT_PART_FIRST : 0) | (last ? MT_PART_LAST : 0);
+                MT_TEST_OK(op->vt->vjp_w_part(op, w, hi - lo, x + nx * lo, dy + ny * lo, parts,
+                                              part));
+                MT_TEST_OK(op->vt->vjp_x(op, w, hi - lo, x + nx * lo, dy + ny * lo, dx));
+                k++;
+                if (last)
+                    break;
+            }
+            CU_ASSERT(memcmp(whole, parts, sizeof(float) * np) == 0);
+        }
+    omp_set_num_threads(saved);
+    mt_free(w), mt_free(x), mt_free(dy), mt_free(dx), mt_free(whole), mt_free(parts);
+    mt_op_destroy(&op);
+}
+
+static void test_weights_in_parts(void)
+{
+    mt_shape cifar = {3, 32, 32}, wide = {32, 16, 16}, deep = {128, 16, 16};
+    check_parts(conv(cifar, 16, 5, 1, 2));
+    check_parts(conv(wide, 32, 3, 2, 1));
+    check_parts(conv(deep, 32, 3, 1, 1)); /* two column chunks */
+    check_parts(conv(cifar, 96, 3, 1, 1)); /* c k k < out channels */
+}
+
 /* PyTorch bounds +-1/sqrt(fan_in), weights then bias from the same stream,
  * reproducible per stream, different across streams. */
 static void check_init(mt_op *op, int fan_in)
@@ -531,6 +582,7 @@ int main(void)
         {"forward_vs_naive", test_forward_vs_naive},
         {"batch_invariance", test_batch_invariance},
         {"threads_bitwise", test_threads_bitwise},
+        {"weights_in_parts", test_weights_in_parts},
         {"init", test_init},
         {"metadata", test_metadata},
         {"errors", test_errors},

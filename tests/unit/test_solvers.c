@@ -69,8 +69,12 @@ static mt_status mat_jvp_w(mt_op *op, const float *w, int n, const float *x, con
     return mat_forward(op, vw, n, x, vy);
 }
 
-static const mt_op_vtable mat_vt = {"matrix", mat_forward, mat_vjp_x, mat_vjp_w, mat_jvp_x,
-                                    mat_jvp_w, NULL, NULL, NULL, NULL};
+static const mt_op_vtable mat_vt = {.kind = "matrix",
+                                    .forward = mat_forward,
+                                    .vjp_x = mat_vjp_x,
+                                    .vjp_w = mat_vjp_w,
+                                    .jvp_x = mat_jvp_x,
+                                    .jvp_w = mat_jvp_w};
 
 /* ---- the tanh op --------------------------------------------------------- */
 
@@ -93,8 +97,10 @@ static mt_status tanh_vjp_x(mt_op *op, const float *w, int n, const float *x, co
     return MT_OK;
 }
 
-static const mt_op_vtable tanh_vt = {"tanh", tanh_forward, tanh_vjp_x, NULL, tanh_vjp_x, NULL,
-                                     NULL, NULL, NULL, NULL};
+static const mt_op_vtable tanh_vt = {.kind = "tanh",
+                                     .forward = tanh_forward,
+                                     .vjp_x = tanh_vjp_x,
+                                     .jvp_x = tanh_vjp_x};
 
 static mt_op make_op(const mt_op_vtable *vt)
 {
