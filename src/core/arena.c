@@ -1,8 +1,9 @@
 /*
  * arena.c - scratch memory that is allocated once and reused: one growing
- * block. When a request does not fit, the arena allocates a larger block on
- * the next reset (the old contents stay valid until then), so the steady
- * state is a single block and no allocation at all.
+ * block. A request that does not fit gets a block of its own (the old
+ * contents stay valid); the next reset replaces the chain by one block as
+ * large as all of it, so the steady state is a single block and no
+ * allocation at all.
  */
 #include <stdlib.h>
 
@@ -35,7 +36,10 @@ mt_status mt_arena_take(mt_arena *a, size_t n_bytes, void **out)
     size_t need = round_up(n_bytes ? n_bytes : 1);
 
     if (!a->head || a->used_bytes + need > a->head->cap_bytes) {
-        size_t cap = a->head ? 2 * a->head->cap_bytes : 0;
+        /* Just what is asked (at least 1 MiB): until the next reset the old
+         * blocks stay allocated too, so a doubling block would leave the
+         * peak at three times the largest block. */
+        size_t cap = (size_t)1 << 20;
         MT_CHECK(push_block(a, cap > need ? cap : need));
     }
     *out = a->head->data + a->used_bytes;

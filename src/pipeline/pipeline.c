@@ -9,6 +9,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -379,7 +380,7 @@ static int in_parts(const mt_pipeline *p, const mt_op *op)
 static int weights_by_micro(const mt_pipeline *p, int n, int M)
 {
     int blocks = (n + MT_BLOCK - 1) / MT_BLOCK;
-    return p->size > 1 && M > 1 && blocks / M >= mt_kernel_threads();
+    return p->size > 1 && M > 1 && blocks / M >= omp_get_max_threads();
 }
 
 static mt_status weights_micro(mt_pipeline *p, int M, int m, int lo, int hi)
@@ -441,7 +442,6 @@ static int lambdas_are_targets(const mt_pipeline *p)
  * weights and targets are from satisfying the chain. One forward pass. */
 static mt_status measure_penalty(mt_pipeline *p, int n)
 {
-    size_t mark = mt_arena_mark(&p->ws);
     double total = 0.0;
 
     if (!lambdas_are_targets(p))
@@ -450,19 +450,27 @@ static mt_status measure_penalty(mt_pipeline *p, int n)
         mt_op *op = p->model->ops[p->a + k];
         size_t in = (size_t)n * size_at(p, k), out = (size_t)n * size_at(p, k + 1);
         float *xin, *wt = NULL, *fy;
+        mt_status st;
         MT_CHECK(mt_arena_take(&p->ws, in * sizeof(float), (void **)&xin));
         MT_CHECK(mt_arena_take(&p->ws, out * sizeof(float), (void **)&fy));
-        MT_CHECK(mt_arena_take(&p->ws, (op->n_params + 1) * sizeof(float), (void **)&wt));
+        /* w - g for one op at a time, freed at once: kept in the arena it
+         * would stay allocated (47 MiB for mlp's first layer) */
+        MT_CHECK(mt_alloc_checked((void **)&wt, (op->n_params + 1) * sizeof(float),
+                                  "the penalty's trial weights"));
         for (size_t i = 0; i < in; i++)
             xin[i] = p->x[k][i] - (p->lam[k] ? p->lam[k][i] : 0.0f);
         for (size_t i = 0; i < op->n_params; i++)
             wt[i] = p->params[p->off[k] + i] - p->dirs[p->off[k] + i];
-        MT_CHECK(op->vt->forward(op, wt, n, xin, fy));
+        st = op->vt->forward(op, wt, n, xin, fy);
+        mt_free(wt);
+        MT_CHECK(st);
         for (size_t i = 0; i < out; i++) {
             double d = (double)fy[i] - (p->x[k + 1][i] - p->lam[k + 1][i]);
             total += d * d;
         }
-        mt_arena_rewind(&p->ws, mark);
+        /* nothing else lives in the arena here; a reset (not a rewind, which
+         * stops at a block boundary) keeps it from chaining new blocks */
+        mt_arena_reset(&p->ws);
     }
     p->st.penalty = total;
     return MT_OK;
