@@ -109,6 +109,38 @@ def mtrain_need(text, threads, opt_states=1):
     return sum(parts.values()), parts
 
 
+def solver_need(text, threads):
+    """Analytic bytes the penalized oracle's default solvers add to a gd step:
+    the dense input problems' cached factors (weights copy and K's Cholesky
+    factor, kept while the weights do not change) and the largest transient
+    of a step: a dense weight problem's double-precision buffers (dual side,
+    batch < inputs), cg:3's vectors on a conv input or weight problem (r, p,
+    J^T J p, J p, and z - y with its residual in a step that reports them),
+    or a reporting step's penalty (one op's trial weights, shifted inputs
+    and outputs). The first stage's first op with parameters has no input
+    problem (its input is the data)."""
+    rows = model_table(text)
+    sizes = [3 * 32 * 32] + [c * h * w for _, _, (c, h, w), _, _ in rows]
+    first = next(i for i, r in enumerate(rows) if r[3] > 0)
+    cached, transient = 0, 0
+    for i, (_, kind, _, p, _) in enumerate(rows):
+        d_in, d_out = sizes[i], sizes[i + 1]
+        if kind == "dense":
+            if i > first:
+                dim = min(d_in, d_out)
+                cached += 4 * d_in * d_out + 8 * dim * dim
+                transient = max(transient, 12 * BATCH * dim)
+            transient = max(transient, 8 * BATCH * BATCH + 8 * BATCH * d_in +
+                            12 * BATCH * d_out + threads * 8 * 64 * d_in)
+        elif kind == "conv2d":
+            if i > first:
+                transient = max(transient, 4 * BATCH * (4 * d_in + 2 * d_out))
+            transient = max(transient, 4 * (3 * p + 2 * BATCH * d_out))
+    penalty = max(4 * r[3] + 4 * BATCH * (sizes[i] + sizes[i + 1]) for i, r in enumerate(rows))
+    return cached + max(transient, penalty), {"factors": cached,
+                                              "largest transient": max(transient, penalty)}
+
+
 def step_times(run_dir, warmup):
     """Per-step seconds of the timed steps from metrics.csv."""
     with open(os.path.join(run_dir, "metrics.csv")) as f:
@@ -130,6 +162,10 @@ def mtrain_result(raw, name):
     mflop = sum(r[4] for r in model_table(text))
     threads = int(re.search(r"x (\d+) threads", text).group(1))
     need, parts = mtrain_need(text, threads)
+    if "oracle=penalized" in text:
+        extra, more = solver_need(text, threads)
+        need += extra
+        parts.update(more)
     return {"step": statistics.median(dt), "n": len(dt), "warmup": warm, "mflop": mflop,
             "rss": maxrss_kb(text), "need": need, "parts": parts, "times": dt,
             "cpu": cpu_pct(text), "others": others_cores(raw, name, text)}
@@ -244,14 +280,18 @@ def main_table(raw, pk):
     return results
 
 
-def memory_table(results):
+def memory_table(raw, results):
+    base_file = os.path.join(raw, "mtrain-base.log")
+    base_kb = maxrss_kb(read(base_file)) if os.path.exists(base_file) else None
     print("\n## Peak resident memory per process (MB)\n")
     print("Need: mtrain = weights + directions + momentum + stored activations (inputs of "
           "every op and the output) + adjoints (kept for the weight phase) + data set + "
           "kernel workspaces (estimate); torch = weights + gradients + momentum + batch + "
           "tensors saved by autograd. torch's RSS includes ~`base` MB of interpreter and "
-          "libraries before the model exists. penalized: same need as gd plus its solvers' "
-          "workspaces (not counted).\n")
+          "libraries before the model exists. penalized: the need of gd plus its solvers' "
+          "workspaces (`solver_need` in bench/report.py: the dense input problems' cached "
+          "factors, and the largest transient buffer of a step). mtrain's RSS includes ~"
+          "`base` MB of executable and libraries (MPI, HDF5, OpenBLAS; `mtrain --version`).\n")
     print("| net | threads | process | peak RSS | analytic need | RSS / need | note |")
     print("|---|---|---|---|---|---|---|")
     mb = 1024 * 1024
@@ -263,8 +303,10 @@ def memory_table(results):
             note = ""
             if label == "torch":
                 note = f"base {r['base'] / 1024:.0f} MB"
-            elif label == "mtrain gd":
+            else:
                 note = ", ".join(f"{k} {v / mb:.0f}" for k, v in r["parts"].items())
+                if base_kb:
+                    note += f"; base {base_kb / 1024:.0f} MB"
             print(f"| {net} | {t} | {label} | {rss / mb:.0f} | {r['need'] / mb:.0f} | "
                   f"{rss / r['need']:.2f} | {note} |")
 
@@ -319,7 +361,7 @@ def pipeline_table(raw):
                   f"{float(head['images_per_s']):.0f} | {'; '.join(ranks)} | {others} |")
 
 
-def targets(results, pk):
+def targets(raw, results, pk):
     print("\n## Targets (2 threads)\n")
     goals = {"mlp": 1.5, "convnet": 1.5, "allcnn": 1.25}
     for net, goal in goals.items():
@@ -338,6 +380,33 @@ def targets(results, pk):
             f = 3 * gd["mflop"] * BATCH / 1e3 / gd["step"] / pk[2][0]
             print(f"- {net}: gd >= 75% of sgemm peak: {100 * f:.0f}%, "
                   f"{'met' if f >= 0.75 else 'NOT met'}")
+    for net, goal in (("mlp", 2.0), ("allcnn", 3.0)):
+        _, gd, pen = results.get((net, 2), (None, None, None))
+        if gd and pen and "step" in gd and "step" in pen:
+            r = pen["step"] / gd["step"]
+            print(f"- {net}: penalized step <= {goal:.0f}x the gd step: {r:.1f}x, "
+                  f"{'met' if r <= goal else 'NOT met'}")
+    for net in ("mlp", "allcnn"):
+        steps = {}
+        for r in ("r1", "r2"):
+            p = os.path.join(raw, f"pipe-{net}-{r}.txt")
+            if os.path.exists(p):
+                steps[r] = float(kv(next(ln for ln in read(p).splitlines()
+                                         if ln.startswith("pipeline")))["step_s"])
+        if len(steps) == 2:
+            f = steps["r1"] / steps["r2"]
+            print(f"- {net}: 2 ranks x 1 thread >= 90% of 1 rank x 2 threads (4 micro-batches): "
+                  f"{100 * f:.0f}%, {'met' if f >= 0.9 else 'NOT met'}")
+    worst = {}
+    for (net, t), (_, gd, pen) in results.items():
+        for label, r in (("gd", gd), ("penalized", pen)):
+            if r and r.get("rss") and r.get("need"):
+                q = r["rss"] * 1024 / r["need"]
+                if q > worst.get(label, (0, ""))[0]:
+                    worst[label] = (q, f"{net}, {t} thread{'s' if t > 1 else ''}")
+    for label, (q, where) in worst.items():
+        print(f"- memory, mtrain {label}: peak RSS <= 1.3x the analytic need: worst {q:.2f}x "
+              f"({where}), {'met' if q <= 1.3 else 'NOT met'}")
 
 
 def ops_table(raw):
@@ -371,8 +440,8 @@ def main():
     pk = peaks(raw)
     header(raw, pk)
     results = main_table(raw, pk)
-    targets(results, pk)
-    memory_table(results)
+    targets(raw, results, pk)
+    memory_table(raw, results)
     oracle_table(raw)
     pipeline_table(raw)
     ops_table(raw)

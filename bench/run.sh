@@ -184,6 +184,9 @@ run_torch() {
         --net "$net" --threads "$t" --steps "$n" --warmup "$w" --backends
 }
 
+# mtrain's resident memory before any model exists (executable and libraries)
+"${benv[@]}" /usr/bin/time -v "$build/mtrain" --version >"$raw/mtrain-base.log" 2>&1
+
 # ---- main table: interleaved so that both sides see the same machine ---------
 for net in $nets; do
     for t in 1 2; do
