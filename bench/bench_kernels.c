@@ -15,37 +15,21 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "mtrain/op.h"
 
 enum { BATCH = 128 };
 
 static int g_threads = 1;
 
-/* Thread CPU time with one thread, wall-clock time otherwise. */
-static double now(void)
-{
-    struct timespec ts;
-    if (g_threads > 1)
-        return mt_time_now();
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static float *filled(size_t n, uint64_t seed)
-{
-    float *p = mt_alloc(sizeof(float) * n);
-    mt_rng rng = mt_rng_make(seed, 1);
-    for (size_t i = 0; p && i < n; i++)
-        p[i] = 2.0f * mt_rng_uniform(&rng) - 1.0f;
-    return p;
-}
 
 /* Best time of `reps` runs of forward, vjp_x, vjp_w; prints one line. */
 static int bench_op(const char *label, mt_op *op, int threads, int reps)
 {
     size_t nx = mt_shape_size(op->in) * BATCH, ny = mt_shape_size(op->out) * BATCH;
-    float *w = filled(op->n_params, 1), *x = filled(nx, 2), *dy = filled(ny, 3);
-    float *y = filled(ny, 4), *dx = filled(nx, 5), *dw = filled(op->n_params, 6);
+    float *w = bench_filled(op->n_params, 1), *x = bench_filled(nx, 2);
+    float *dy = bench_filled(ny, 3), *y = bench_filled(ny, 4), *dx = bench_filled(nx, 5);
+    float *dw = bench_filled(op->n_params, 6);
     double best[3] = {1e30, 1e30, 1e30};
 
     if (!w || !x || !dy || !y || !dx || !dw)
@@ -53,16 +37,16 @@ static int bench_op(const char *label, mt_op *op, int threads, int reps)
     omp_set_num_threads(g_threads = threads);
     for (int r = 0; r <= reps; r++) { /* run 0 warms up (scratch growth) */
         double t[4];
-        t[0] = now();
+        t[0] = bench_now(g_threads);
         if (op->vt->forward(op, w, BATCH, x, y) != MT_OK)
             return 1;
-        t[1] = now();
+        t[1] = bench_now(g_threads);
         if (op->vt->vjp_x(op, w, BATCH, x, dy, dx) != MT_OK)
             return 1;
-        t[2] = now();
+        t[2] = bench_now(g_threads);
         if (op->vt->vjp_w(op, w, BATCH, x, dy, dw) != MT_OK)
             return 1;
-        t[3] = now();
+        t[3] = bench_now(g_threads);
         for (int k = 0; r > 0 && k < 3; k++)
             best[k] = t[k + 1] - t[k] < best[k] ? t[k + 1] - t[k] : best[k];
     }
@@ -78,16 +62,16 @@ static int bench_op(const char *label, mt_op *op, int threads, int reps)
 static void bench_sgemm(int threads, int reps)
 {
     int m = 2048;
-    float *a = filled((size_t)m * m, 7), *b = filled((size_t)m * m, 8),
-          *c = filled((size_t)m * m, 9);
+    float *a = bench_filled((size_t)m * m, 7), *b = bench_filled((size_t)m * m, 8),
+          *c = bench_filled((size_t)m * m, 9);
     double best = 1e30;
 
     omp_set_num_threads(g_threads = threads);
     for (int r = 0; r <= reps; r++) {
-        double t = now();
+        double t = bench_now(g_threads);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, m, m, 1.0f, a, m, b, m, 0.0f, c,
                     m);
-        t = now() - t;
+        t = bench_now(g_threads) - t;
         best = r > 0 && t < best ? t : best;
     }
     printf("%-28s %d thr: %7.2f ms, %5.1f GF/s\n", "sgemm 2048^3 (reference)", threads, 1e3 * best,

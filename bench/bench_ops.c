@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "mtrain/model.h"
 #include "mtrain/optim.h"
 
@@ -24,64 +25,34 @@ enum { MAX_REPS = 64 };
 
 static int g_threads = 1;
 
-static double now(void)
-{
-    struct timespec ts;
-
-    if (g_threads > 1)
-        return mt_time_now();
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static float *filled(size_t n, uint64_t seed)
-{
-    float *p = mt_alloc(sizeof(float) * (n ? n : 1));
-    mt_rng rng = mt_rng_make(seed, 1);
-
-    for (size_t i = 0; p && i < n; i++)
-        p[i] = 2.0f * mt_rng_uniform(&rng) - 1.0f;
-    return p;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 /* Median seconds of forward, vjp_x, vjp_w (t[2] = 0 without parameters). */
 static mt_status time_op(mt_op *op, int batch, int reps, double t[3])
 {
     size_t nx = mt_shape_size(op->in) * batch, ny = mt_shape_size(op->out) * batch;
-    float *w = filled(op->n_params, 1), *x = filled(nx, 2), *dy = filled(ny, 3);
-    float *y = filled(ny, 4), *dx = filled(nx, 5), *dw = filled(op->n_params, 6);
+    float *w = bench_filled(op->n_params, 1), *x = bench_filled(nx, 2);
+    float *dy = bench_filled(ny, 3), *y = bench_filled(ny, 4), *dx = bench_filled(nx, 5);
+    float *dw = bench_filled(op->n_params, 6);
     double s[3][MAX_REPS];
     mt_status st = MT_OK;
 
     if (!w || !x || !dy || !y || !dx || !dw)
         st = MT_FAIL(MT_ERR_MEM, "bench_ops: out of memory");
     for (int r = 0; st == MT_OK && r <= reps; r++) { /* run 0 warms up */
-        double t0 = now();
+        double t0 = bench_now(g_threads);
         st = op->vt->forward(op, w, batch, x, y);
-        double t1 = now();
+        double t1 = bench_now(g_threads);
         if (st == MT_OK)
             st = op->vt->vjp_x(op, w, batch, x, dy, dx);
-        double t2 = now();
+        double t2 = bench_now(g_threads);
         if (st == MT_OK && op->vt->vjp_w)
             st = op->vt->vjp_w(op, w, batch, x, dy, dw);
-        double t3 = now();
+        double t3 = bench_now(g_threads);
         if (r > 0)
             s[0][r - 1] = t1 - t0, s[1][r - 1] = t2 - t1, s[2][r - 1] = t3 - t2;
     }
     for (int k = 0; st == MT_OK && k < 3; k++)
-        t[k] = median(s[k], reps);
+        t[k] = bench_median(s[k], reps);
     mt_free(w), mt_free(x), mt_free(dy), mt_free(y), mt_free(dx), mt_free(dw);
     return st;
 }
@@ -91,7 +62,7 @@ static mt_status time_op(mt_op *op, int batch, int reps, double t[3])
 static mt_status time_update(size_t n, int reps, double *t)
 {
     mt_optim_config cfg = {.kind = MT_OPTIM_SGD, .lr = 0.05, .momentum = 0.9};
-    float *w = filled(n, 7), *g = filled(n, 8);
+    float *w = bench_filled(n, 7), *g = bench_filled(n, 8);
     double s[MAX_REPS];
     mt_optim *opt = NULL;
 
@@ -99,14 +70,14 @@ static mt_status time_update(size_t n, int reps, double *t)
         return MT_FAIL(MT_ERR_MEM, "bench_ops: out of memory");
     MT_CHECK(mt_optim_create(&cfg, n, &opt));
     for (int r = 0; r <= reps; r++) {
-        double t0 = now();
+        double t0 = bench_now(g_threads);
         for (size_t i = 0; i < n; i++)
             g[i] += 1e-6f * w[i];
         mt_optim_step(opt, w, g);
         if (r > 0)
-            s[r - 1] = now() - t0;
+            s[r - 1] = bench_now(g_threads) - t0;
     }
-    *t = median(s, reps);
+    *t = bench_median(s, reps);
     mt_optim_destroy(&opt);
     mt_free(w), mt_free(g);
     return MT_OK;
@@ -142,8 +113,8 @@ int main(int argc, char **argv)
             fprintf(stderr, "bench_ops: %s\n", mt_error_message());
             return 1;
         }
-        printf("op %-14s %-8s in %7zu out %7zu params %9zu mflop %8.2f fwd %8.3f vjp_x %8.3f vjp_w %8.3f "
-               "GF/s %6.1f %6.1f %6.1f\n",
+        printf("op %-14s %-8s in %7zu out %7zu params %9zu mflop %8.2f "
+               "fwd %8.3f vjp_x %8.3f vjp_w %8.3f GF/s %6.1f %6.1f %6.1f\n",
                op->name, op->vt->kind, mt_shape_size(op->in), mt_shape_size(op->out),
                op->n_params, op->flops / 1e6, 1e3 * t[0], 1e3 * t[1],
                1e3 * t[2], t[0] > 0 ? gf / t[0] : 0, t[1] > 0 ? gf / t[1] : 0,

@@ -16,21 +16,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "bench_util.h"
 #include "cli/options.h"
 
 enum { WARMUP = 2, MAX_STEPS = 256 };
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 /* Random inputs in [-1, 1) and labels 0..9 (the stage's own buffers). */
 static void fill_batch(mt_pipeline *p, const mt_model *m, int batch, int step)
@@ -73,7 +63,7 @@ static void report(mt_pipeline *p, const mt_options *o, int steps, double t[4][M
     double mine[4], *all = malloc(sizeof(double) * 4 * (size_t)size);
 
     for (int k = 0; k < 4; k++)
-        mine[k] = median(t[k], steps);
+        mine[k] = bench_median(t[k], steps);
     MPI_Gather(mine, 4, MPI_DOUBLE, all, 4, MPI_DOUBLE, 0, MPI_COMM_WORLD);
     if (rank == 0 && all) {
         printf("pipeline net=%s oracle=%s ranks=%d threads=%d micro=%d batch=%d steps=%d "
@@ -101,7 +91,8 @@ static int run(mt_options *o)
     }
     if (mt_model_build(o->net, in, 10, &m) == MT_OK &&
         mt_pipeline_create(MPI_COMM_WORLD, m, &o->pipe, &p) == MT_OK &&
-        mt_pipeline_init_params(p, o->seed) == MT_OK && time_steps(p, m, o->pipe.batch, steps, t) == MT_OK) {
+        mt_pipeline_init_params(p, o->seed) == MT_OK &&
+        time_steps(p, m, o->pipe.batch, steps, t) == MT_OK) {
         report(p, o, steps, t);
         code = 0;
     } else {

@@ -12,11 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
+#include "bench_util.h"
 
 /* Median one-way seconds for a message of `bytes` (rank 0's view). */
 static double one_way(char *buf, int bytes, int reps, int rank)
@@ -36,7 +32,7 @@ static double one_way(char *buf, int bytes, int reps, int rank)
         if (r >= 0)
             t[r] = (MPI_Wtime() - t0) / 2;
     }
-    qsort(t, (size_t)reps, sizeof *t, cmp_double);
+    qsort(t, (size_t)reps, sizeof *t, bench_cmp_double);
     return t[reps / 2];
 }
 

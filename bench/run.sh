@@ -36,7 +36,8 @@
 # attempt kept.
 #
 # Knobs (environment): NETS (default "mlp convnet allcnn"), STEPS (timed
-# steps, default 10), WARMUP (2),
+# steps of the main table and the pipeline figure; default 20 for mlp, 60 for
+# convnet, 10 for allcnn: at least ~1 s of steps per row), WARMUP (2),
 # PEN_ALLCNN_STEPS (timed steps of allcnn penalized, default 3: ~10-20 s
 # each), ORACLE_STEPS (timed steps of the oracle table's other oracles, 3),
 # RESULTS_NAME (file name under bench/results/, default the date).
@@ -44,7 +45,11 @@ set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${MTRAIN_BUILD:-$root/build}
-steps=${STEPS:-10}
+# Timed steps of NET in the main table and the pipeline figure.
+net_steps() {
+    if [ -n "${STEPS:-}" ]; then echo "$STEPS"; return; fi
+    case $1 in mlp) echo 20 ;; convnet) echo 60 ;; *) echo 10 ;; esac
+}
 warmup=${WARMUP:-2}
 pen_allcnn=${PEN_ALLCNN_STEPS:-3}
 oracle_steps=${ORACLE_STEPS:-3}
@@ -106,7 +111,9 @@ t_begin=$(date +%s)
     echo "commit $(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet || echo '+dirty')"
     echo "cpu $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores"
     echo "load_before $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "settings steps=$steps warmup=$warmup pen_allcnn_steps=$pen_allcnn oracle_steps=$oracle_steps"
+    per_net=$(for n in mlp convnet allcnn; do printf '%s:%s,' "$n" "$(net_steps "$n")"; done)
+    echo "settings steps=${per_net%,} warmup=$warmup pen_allcnn_steps=$pen_allcnn" \
+        "oracle_steps=$oracle_steps"
 } >"$raw/context.txt"
 
 # ---- sgemm peak (again at the end: the peak is the better of the two) ------
@@ -189,6 +196,7 @@ run_torch() {
 
 # ---- main table: interleaved so that both sides see the same machine ---------
 for net in $nets; do
+    steps=$(net_steps "$net")
     for t in 1 2; do
         run_torch "$net" "$t" "$steps" "$warmup" "torch-$net-t$t"
         run_mtrain "$net" gd "$t" "$steps" "$warmup" "gd-$net-t$t"
@@ -215,7 +223,7 @@ for net in $nets; do
         wait_quiet
         before=$(cpu_snap)
         "${benv[@]}" "${mpirun_cmd[@]}" -n "$r" "$build/bench/bench_pipeline" --net "$net" \
-            --oracle gd --threads $((3 - r)) --micro-batches 4 --steps "$steps" \
+            --oracle gd --threads $((3 - r)) --micro-batches 4 --steps "$(net_steps "$net")" \
             >"$raw/pipe-$net-r$r.txt"
         echo "cpu $before $(cpu_snap)" >>"$raw/pipe-$net-r$r.txt"
     done

@@ -6,13 +6,18 @@ usage: scaling.py RAW_DIR   (files of bench/run.sh: ops-<net>.txt from
 
 The model (bench/scaling.md explains it) follows mtrain's schedule
 (src/pipeline/pipeline.c): all micro-batches forward, then all backward
-(input adjoints), then the weight phase (weight gradients and the update, no
-messages), then a broadcast of the metrics. With stage costs f_s, b_s for
-the whole batch split into M equal micro-batches:
-  forward  = sum_s f_s / M + (M - 1) max_s f_s / M + (S - 1) hop_f
-  backward = sum_s b_s / M + (M - 1) max_s b_s / M + (S - 1) hop_b
-  weights  = max_s (w_s + u_s)
-  metrics  = ceil(log2 S) latency
+(input adjoints; on several ranks also the conv layers' weight gradients,
+micro-batch by micro-batch), then the weight phase (the other weight
+gradients and the update, no messages), then a broadcast of the metrics.
+With stage costs f_s (forward), b_s (input gradients, without those up to
+the first op with parameters, which are never computed), m_s (weight
+gradients taken by micro-batch), w_s + u_s (the others and the update), for
+the whole batch split into M equal micro-batches, the schedule is played
+event by event: a stage runs forward micro-batches in order as they arrive
+(f_s / M each), then backward ones (b_s / M, the lambdas leave, then m_s /
+M), then its weight phase; a message arrives one hop after it was sent; the
+step ends with the last stage's weight phase and ceil(log2 S) latencies of
+the metric reduction.
 hop = latency + bytes of one micro-batch's activation at the cut / bandwidth.
 The stages are mtrain's own cut (mt_model_partition, printed by bench_ops),
 each with at least one op with parameters, so S is at most the number of
@@ -104,19 +109,43 @@ def predict(ops, sizes, S, M, lat, bw, batch=BATCH, cuts=None):
     if parts is None:
         return None
     scale = batch / BATCH
+    first = next(i for i, o in enumerate(ops) if o["params"])
+    # input gradients up to the first op with parameters are never computed
+    b_of = [0.0 if i <= first else o["b"] for i, o in enumerate(ops)]
+    # on several ranks, gd takes conv weight gradients micro-batch by
+    # micro-batch during the backward pass (right after sending the lambdas)
+    by_micro = [S > 1 and M > 1 and o["kind"] == "conv2d" for o in ops]
     f = [scale * sum(o["f"] for o in ops[a:b]) for a, b in parts]
-    bk = [scale * sum(o["b"] for o in ops[a:b]) for a, b in parts]
-    w = [scale * sum(o["w"] for o in ops[a:b]) + sum(o["u"] for o in ops[a:b]) for a, b in parts]
+    bk = [scale * sum(b_of[i] for i in range(a, b)) for a, b in parts]
+    wm = [scale * sum(ops[i]["w"] for i in range(a, b) if by_micro[i]) for a, b in parts]
+    w = [scale * sum(0.0 if by_micro[i] else ops[i]["w"] for i in range(a, b)) +
+         sum(o["u"] for o in ops[a:b]) for a, b in parts]
     hops = [lat + 4 * sizes[b] * batch / M / bw for a, b in parts[:-1]]
-    t_f = (sum(f) + (M - 1) * max(f)) / M + sum(hops)
-    t_b = (sum(bk) + (M - 1) * max(bk)) / M + sum(hops)
-    t_w = max(w)
+    # the schedule, event by event: every stage runs its micro-batches in
+    # order, forward then backward; a message arrives one hop after it left
+    free = [0.0] * S
+    arrive = [0.0] * M
+    for st in range(S):
+        for m in range(M):
+            free[st] = max(free[st], arrive[m]) + f[st] / M
+            arrive[m] = free[st] + (hops[st] if st < S - 1 else 0.0)
+    t_f = max(free)
+    arrive = [0.0] * M
+    for st in reversed(range(S)):
+        for m in range(M):
+            sent = max(free[st], arrive[m]) + bk[st] / M
+            arrive[m] = sent + (hops[st - 1] if st > 0 else 0.0)
+            free[st] = sent + wm[st] / M
+    t_b = max(free) - t_f
+    ends = [free[st] + w[st] for st in range(S)]
+    t_w = max(ends) - max(free)
     t_m = math.ceil(math.log2(S)) * lat if S > 1 else 0.0
-    biggest = max(range(S), key=lambda s: f[s] + bk[s] + w[s])
+    biggest = max(range(S), key=lambda s: f[s] + bk[s] + wm[s] + w[s])
     a, b = parts[biggest]
-    return {"t": t_f + t_b + t_w + t_m, "f": t_f, "b": t_b, "w": t_w,
+    return {"t": max(ends) + t_m, "f": t_f, "b": t_b, "w": t_w,
             "bubble": (S - 1) / (M + S - 1), "largest": f"{ops[a]['name']}..{ops[b - 1]['name']}",
-            "largest_share": (f[biggest] + bk[biggest] + w[biggest]) / (sum(f) + sum(bk) + sum(w))}
+            "largest_share": (f[biggest] + bk[biggest] + wm[biggest] + w[biggest]) /
+            (sum(f) + sum(bk) + sum(wm) + sum(w))}
 
 
 def main():

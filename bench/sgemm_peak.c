@@ -12,17 +12,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "bench_util.h"
 #include "mtrain/core.h"
 
 char *openblas_get_config(void);
 char *openblas_get_corename(void);
 void openblas_set_num_threads(int n);
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 int main(int argc, char **argv)
 {
@@ -52,7 +47,7 @@ int main(int argc, char **argv)
         if (r >= 0)
             gf[r] = 2.0 * n * (double)n * n / t / 1e9;
     }
-    qsort(gf, (size_t)reps, sizeof *gf, cmp_double);
+    qsort(gf, (size_t)reps, sizeof *gf, bench_cmp_double);
     printf("sgemm threads=%d n=%d best_gflops=%.1f median_gflops=%.1f\n", threads, n,
            gf[reps - 1], gf[reps / 2]);
     mt_free(a), mt_free(b), mt_free(c);

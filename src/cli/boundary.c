@@ -1,8 +1,10 @@
 /* boundary.c - the agreement of all ranks at the end of a training step. */
 #include <float.h>
 #include <math.h>
+#include <stdio.h>
 
 #include "cli/boundary.h"
+#include "cli/options.h"
 #include "cli/signals.h"
 
 int mt_all_finite(const float *x, size_t n)
@@ -58,4 +60,24 @@ mt_status mt_boundary_agree(MPI_Comm comm, mt_pipeline *p, const mt_model *m, in
             b->bad_rank++;
     }
     return MT_OK;
+}
+
+int mt_agree_exit(MPI_Comm comm, mt_status st, int usage)
+{
+    int rank, size, mine, first, worst;
+    int code = st == MT_OK ? MT_EXIT_OK
+               : usage && (st == MT_ERR_ARG || st == MT_ERR_FORMAT || st == MT_ERR_IO)
+                   ? MT_EXIT_USAGE
+                   : MT_EXIT_FAILURE;
+
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    mine = st == MT_OK ? size : rank;
+    MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm);
+    if (first == size)
+        return MT_EXIT_OK;
+    if (rank == first)
+        fprintf(stderr, "mtrain: %s\n", mt_error_message());
+    MPI_Allreduce(&code, &worst, 1, MPI_INT, MPI_MAX, comm);
+    return worst;
 }

@@ -157,23 +157,7 @@ typedef struct {
     int preempted;      /* the signal that stopped the run, 0 if none */
 } ctl_ctx;
 
-/* Every rank learns whether any failed; the lowest failing rank prints its
- * message once (the policy of run.c). Returns the exit code. */
-static int agree(ctl_ctx *c, mt_status st)
-{
-    int mine = st == MT_OK ? c->size : c->rank, first, worst;
-    int code = st == MT_OK                                                       ? MT_EXIT_OK
-               : (st == MT_ERR_ARG || st == MT_ERR_FORMAT || st == MT_ERR_IO) ? MT_EXIT_USAGE
-                                                                               : MT_EXIT_FAILURE;
-
-    MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, c->comm);
-    if (first == c->size)
-        return MT_EXIT_OK;
-    if (c->rank == first)
-        fprintf(stderr, "mtrain: %s\n", mt_error_message());
-    MPI_Allreduce(&code, &worst, 1, MPI_INT, MPI_MAX, c->comm);
-    return worst;
-}
+static int agree(ctl_ctx *c, mt_status st) { return mt_agree_exit(c->comm, st, 1); }
 
 /* A failure met by this rank alone in the middle of an iteration: the
  * others may wait for its messages, so the whole job ends here. */

@@ -56,25 +56,8 @@ int mt_default_threads(MPI_Comm comm)
     return mine / local > 0 ? mine / local : 1;
 }
 
-/* Every rank learns whether any failed; the lowest failing rank prints its
- * message once. Returns the exit code (0 when all succeeded). */
-static int agree(run_ctx *c, mt_status st)
-{
-    int mine = st == MT_OK ? c->size : c->rank, first;
-    int code = !c->training && (st == MT_ERR_ARG || st == MT_ERR_FORMAT || st == MT_ERR_IO)
-                   ? MT_EXIT_USAGE : MT_EXIT_FAILURE;
-    int worst;
-
-    MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, c->comm);
-    if (first == c->size)
-        return MT_EXIT_OK;
-    if (c->rank == first)
-        fprintf(stderr, "mtrain: %s%s\n", c->rank > 0 ? "" : "", mt_error_message());
-    if (st == MT_OK)
-        code = MT_EXIT_OK;
-    MPI_Allreduce(&code, &worst, 1, MPI_INT, MPI_MAX, c->comm);
-    return worst;
-}
+/* Bad input is a usage error (exit 2) until training starts. */
+static int agree(run_ctx *c, mt_status st) { return mt_agree_exit(c->comm, st, !c->training); }
 
 /* A failure met by this rank alone in the middle of a step: others may be
  * blocked on a message from it, so the whole job ends here. */

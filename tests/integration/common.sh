@@ -27,3 +27,28 @@ finish() {
     echo "$passes passed, $failures failed"
     [ "$failures" -eq 0 ] && [ "$passes" -gt 0 ]
 }
+
+# expect_usage NP PATTERN ARGS...: mtrain on NP ranks with "${USAGE_ARGS[@]}"
+# and ARGS exits 2 with exactly one "mtrain:" line matching PATTERN and
+# writes no run directory or checkpoint.
+USAGE_ARGS=()
+expect_usage() {
+    local np=$1 pattern=$2; shift 2
+    local out="$WORK/out"
+    mt "$np" "${USAGE_ARGS[@]}" --run-dir "$WORK/run" --checkpoint-dir "$WORK/ckpt" "$@" \
+        >"$out" 2>&1
+    local code=$?
+    if [ "$code" -ne 2 ]; then
+        fail "np=$np $*: exit $code, expected 2"; sed 's/^/    /' "$out"; return
+    fi
+    if ! grep -q -- "$pattern" "$out"; then
+        fail "np=$np $*: message lacks '$pattern'"; sed 's/^/    /' "$out"; return
+    fi
+    if [ "$(grep -c 'mtrain:' "$out")" -ne 1 ]; then
+        fail "np=$np $*: expected exactly one error line"; sed 's/^/    /' "$out"; return
+    fi
+    if [ -e "$WORK/run" ] || [ -e "$WORK/ckpt" ]; then
+        fail "np=$np $*: files were written"; rm -rf "$WORK/run" "$WORK/ckpt"; return
+    fi
+    pass "np=$np $* -> exit 2: $(grep 'mtrain:' "$out")"
+}

@@ -68,27 +68,6 @@ else
 fi
 rm -rf "$WORK/ck" "$WORK/ck2"
 
-# expect_usage NP PATTERN ARGS...: exit 2, stderr matches PATTERN, one line,
-# no run directory or checkpoint written.
-expect_usage() {
-    local np=$1 pattern=$2; shift 2
-    local out="$WORK/out"
-    mt "$np" --run-dir "$WORK/run" --checkpoint-dir "$WORK/ckpt" "$@" >"$out" 2>&1
-    local code=$?
-    if [ "$code" -ne 2 ]; then
-        fail "np=$np $*: exit $code, expected 2"; sed 's/^/    /' "$out"; return
-    fi
-    if ! grep -q -- "$pattern" "$out"; then
-        fail "np=$np $*: message lacks '$pattern'"; sed 's/^/    /' "$out"; return
-    fi
-    if [ "$(grep -c 'mtrain:' "$out")" -ne 1 ]; then
-        fail "np=$np $*: expected exactly one error line"; sed 's/^/    /' "$out"; return
-    fi
-    if [ -e "$WORK/run" ] || [ -e "$WORK/ckpt" ]; then
-        fail "np=$np $*: files were written"; rm -rf "$WORK/run" "$WORK/ckpt"; return
-    fi
-    pass "np=$np $* -> exit 2: $(grep 'mtrain:' "$out")"
-}
 
 # Every rank must exit 2 (2 ranks); a few cases once more on 1 rank.
 expect_usage 1 "--horizon '0'" --task pendulum --horizon 0
