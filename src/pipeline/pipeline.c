@@ -2,6 +2,16 @@
  * pipeline.c - a stage of the chain on each rank: buffers, forward and
  * backward passes over micro-batches, the weight-solve phase, metrics.
  *
+ * Schedule (GPipe): every receive is posted at the start of a step; the
+ * stage runs its micro-batches forward in order as their activations
+ * arrive, then backward in order as their lambdas arrive, sending each
+ * micro-batch's lambdas upstream before anything else; then the weight
+ * phase over the whole batch. With the gradient oracles (gd, dtp) on several
+ * ranks, the weight gradients of ops that offer it (conv2d) are instead
+ * taken micro-batch by micro-batch right after the lambdas leave, in the
+ * time the stage would wait for the next micro-batch (the same bits: see
+ * vjp_w_part in mtrain/op.h).
+ *
  * Buffers of a stage with ops [a, b), K = b - a:
  *   x[k]   [B][size] input of op a+k (k < K); x[K] is the stage's output
  *   lam[k] [B][size] adjoint at x[k]; lam[K] arrives from the next stage
