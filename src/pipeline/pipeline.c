@@ -51,7 +51,7 @@ struct mt_pipeline {
     MPI_Request *recv_fwd, *recv_bwd; /* [micro-batch] receives posted up front */
     long seq;             /* collective calls so far, for message tags */
     mt_arena ws;
-    int by_micro;         /* this step takes gradient weights micro-batch by micro-batch */
+    int by_micro;         /* this step takes gradient directions by micro-batch */
     int detail;           /* next step also measures the stage figures */
     mt_oracle_config detail_cfg; /* the oracle asking for residuals */
     mt_stage_stats st;    /* this stage's figures of the last detailed step */
@@ -373,10 +373,7 @@ static int first_needed(const mt_pipeline *p)
     return p->K;
 }
 
-/* The gradient oracles' weight directions, micro-batch m's share, taken as
- * soon as its lambdas are known (after they went upstream): the weights need
- * not wait for the last micro-batch, and the work fills the time this stage
- * would otherwise spend waiting for the next one's lambdas. */
+/* Whether op's direction is taken micro-batch by micro-batch this step. */
 static int in_parts(const mt_pipeline *p, const mt_op *op)
 {
     return p->by_micro && mt_oracle_weights_in_parts(oracle_of(p), op);
@@ -393,6 +390,10 @@ static int weights_by_micro(const mt_pipeline *p, int n, int M)
     return p->size > 1 && M > 1 && blocks / M >= omp_get_max_threads();
 }
 
+/* The gradient oracles' weight directions, micro-batch m's share, taken as
+ * soon as its lambdas are known (after they went upstream): the weights need
+ * not wait for the last micro-batch, and the work fills the time this stage
+ * would otherwise spend waiting for the next one's lambdas. */
 static mt_status weights_micro(mt_pipeline *p, int M, int m, int lo, int hi)
 {
     const int part = (m == 0 ? MT_PART_FIRST : 0) | (m == M - 1 ? MT_PART_LAST : 0);
