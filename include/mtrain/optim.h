@@ -7,7 +7,8 @@
  *          Nesterov: w <- w - lr (g + mu b)
  *   adam   m <- b1 m + (1-b1) g;  v <- b2 v + (1-b2) g^2;
  *          w <- w - lr/(1-b1^k) m / (sqrt(v)/sqrt(1-b2^k) + eps)
- * Weight decay is not applied here: the oracle puts it into g.
+ * Weight decay is not applied here: the oracle puts it into g (or, for gd,
+ * leaves it to mt_optim_step_decayed).
  * Updates are elementwise, so the result is the same whatever the threads.
  */
 #ifndef MTRAIN_OPTIM_H
@@ -42,5 +43,9 @@ void mt_optim_destroy(mt_optim **opt);
 /* One update of w[0..n) by direction g[0..n); returns 1 when every updated
  * w is finite, 0 when one is inf or NaN. */
 int mt_optim_step(mt_optim *opt, float *w, const float *g);
+/* mt_optim_step along g + wd w, stored into g first (the direction a
+ * gradient oracle gives with weight decay): the bits of adding the decay in
+ * a pass of its own, with one pass over memory instead of two. */
+int mt_optim_step_decayed(mt_optim *opt, float *w, float *g, float wd);
 
 #endif

@@ -74,6 +74,8 @@ typedef struct {
     mt_oracle_kind kind;
     double kappa, sigma, gamma;
     double wd;                  /* weight decay */
+    int decay_by_caller;        /* gd: directions leave out wd w, which the caller
+                                   adds in its update (mt_optim_step_decayed) */
     double prox_tau;            /* proxprop */
     double dtp_rho;             /* dtp */
     mt_sigma_schedule schedule;

@@ -57,20 +57,33 @@ void mt_optim_destroy(mt_optim **opt)
 
 /* w <- w - lr g, no state: SGD without momentum. With lr = 1 (the default
  * for plain) the product is exact, so this is w - g bit for bit. */
-static int plain_step(mt_optim *opt, float *w, const float *g)
+/* Entry i of the direction: g[i], or with wd != 0 g[i] + wd w[i], stored
+ * back into g (wd = 0 leaves g untouched, so g may then be read-only). */
+static inline float direction(float *g, const float *w, size_t i, float wd)
+{
+    float d;
+
+    if (wd == 0.0f)
+        return g[i];
+    d = g[i] + wd * w[i];
+    g[i] = d;
+    return d;
+}
+
+static int plain_step(mt_optim *opt, float *w, float *g, float wd)
 {
     const float lr = (float)opt->cfg.lr;
     int bad = 0;
 
     #pragma omp parallel for schedule(static) reduction(|:bad)
     for (size_t i = 0; i < opt->n; i++) {
-        w[i] -= lr * g[i];
+        w[i] -= lr * direction(g, w, i, wd);
         bad |= !(fabsf(w[i]) <= FLT_MAX);
     }
     return !bad;
 }
 
-static int sgd_step(mt_optim *opt, float *w, const float *g)
+static int sgd_step(mt_optim *opt, float *w, float *g, float wd)
 {
     const float lr = (float)opt->cfg.lr, mu = (float)opt->cfg.momentum;
     float *b = opt->state[0];
@@ -79,14 +92,15 @@ static int sgd_step(mt_optim *opt, float *w, const float *g)
 
     #pragma omp parallel for schedule(static) reduction(|:bad)
     for (size_t i = 0; i < opt->n; i++) {
-        b[i] = first ? g[i] : mu * b[i] + g[i];
-        w[i] -= lr * (nesterov ? g[i] + mu * b[i] : b[i]);
+        const float d = direction(g, w, i, wd);
+        b[i] = first ? d : mu * b[i] + d;
+        w[i] -= lr * (nesterov ? d + mu * b[i] : b[i]);
         bad |= !(fabsf(w[i]) <= FLT_MAX);
     }
     return !bad;
 }
 
-static int adam_step(mt_optim *opt, float *w, const float *g)
+static int adam_step(mt_optim *opt, float *w, float *g, float wd)
 {
     const double k = (double)(opt->steps + 1);
     const float b1 = (float)opt->cfg.beta1, b2 = (float)opt->cfg.beta2;
@@ -98,29 +112,41 @@ static int adam_step(mt_optim *opt, float *w, const float *g)
 
     #pragma omp parallel for schedule(static) reduction(|:bad)
     for (size_t i = 0; i < opt->n; i++) {
-        m[i] = b1 * m[i] + (1.0f - b1) * g[i];
-        v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
+        const float d = direction(g, w, i, wd);
+        m[i] = b1 * m[i] + (1.0f - b1) * d;
+        v[i] = b2 * v[i] + (1.0f - b2) * d * d;
         w[i] -= step * m[i] / (sqrtf(v[i]) / root_c2 + eps);
         bad |= !(fabsf(w[i]) <= FLT_MAX);
     }
     return !bad;
 }
 
-int mt_optim_step(mt_optim *opt, float *w, const float *g)
+static int step(mt_optim *opt, float *w, float *g, float wd)
 {
     int finite = 0;
 
     switch (opt->cfg.kind) {
     case MT_OPTIM_PLAIN:
-        finite = plain_step(opt, w, g);
+        finite = plain_step(opt, w, g, wd);
         break;
     case MT_OPTIM_SGD:
-        finite = sgd_step(opt, w, g);
+        finite = sgd_step(opt, w, g, wd);
         break;
     case MT_OPTIM_ADAM:
-        finite = adam_step(opt, w, g);
+        finite = adam_step(opt, w, g, wd);
         break;
     }
     opt->steps++;
     return finite;
+}
+
+int mt_optim_step(mt_optim *opt, float *w, const float *g)
+{
+    /* wd = 0: the rules only read g */
+    return step(opt, w, (float *)g, 0.0f);
+}
+
+int mt_optim_step_decayed(mt_optim *opt, float *w, float *g, float wd)
+{
+    return step(opt, w, g, wd);
 }

@@ -259,7 +259,7 @@ static void finish_gradient(const mt_oracle_config *cfg, double a, const mt_op *
 {
     const float wd = (float)cfg->wd, af = (float)a;
 
-    if (wd == 0.0f && a == 1.0)
+    if ((wd == 0.0f || (cfg->kind == MT_ORACLE_GD && cfg->decay_by_caller)) && a == 1.0)
         return;
     /* one threaded pass over the parameters (20M on mlp: a serial loop cost
      * about 12 ms a step); elementwise, so the threads do not change it */

@@ -144,6 +144,8 @@ mt_status mt_pipeline_create(MPI_Comm comm, mt_model *model, const mt_pipeline_c
     p->comm = comm;
     p->model = model;
     p->cfg = *cfg;
+    /* gd's weight decay goes into the update's pass over the parameters */
+    p->cfg.oracle.decay_by_caller = cfg->oracle.kind == MT_ORACLE_GD;
     p->update_finite = -1;
     MPI_Comm_rank(comm, &p->rank);
     MPI_Comm_size(comm, &p->size);
@@ -502,7 +504,11 @@ static mt_status weight_phase(mt_pipeline *p, int n)
     }
     if (p->detail)
         MT_CHECK(measure_penalty(p, n));
-    p->update_finite = mt_optim_step(p->opt, p->params, p->dirs);
+    if (oracle_of(p)->decay_by_caller)
+        p->update_finite = mt_optim_step_decayed(p->opt, p->params, p->dirs,
+                                                 (float)oracle_of(p)->wd);
+    else
+        p->update_finite = mt_optim_step(p->opt, p->params, p->dirs);
     return MT_OK;
 }
 

@@ -4,6 +4,7 @@
  * Tolerance 1e-6 relative: a few float operations per value.
  */
 #include <math.h>
+#include <string.h>
 
 #include "mtrain/optim.h"
 #include "testutil.h"
@@ -138,6 +139,41 @@ static void test_reports_finite(void)
         }
 }
 
+/* mt_optim_step_decayed(w, g, wd) = adding wd w to g in a pass of its own
+ * (g[i] += wd w[i]), then mt_optim_step: the same bits, for w, g and the
+ * state, with every rule, over three steps (momentum and Adam's state
+ * carry over), on a vector split among threads. */
+static void test_decayed_is_two_passes(void)
+{
+    enum { N = 3001 };
+    static float w1[N], w2[N], g1[N], g2[N];
+    const float wd = 1e-3f;
+
+    for (int kind = MT_OPTIM_PLAIN; kind <= MT_OPTIM_ADAM; kind++)
+        for (int nesterov = 0; nesterov <= (kind == MT_OPTIM_SGD); nesterov++) {
+            mt_optim_config cfg = {kind, 0.05, 0.9, nesterov, 0.9, 0.999, 1e-8};
+            mt_optim *a = NULL, *b = NULL;
+            MT_TEST_OK(mt_optim_create(&cfg, N, &a));
+            MT_TEST_OK(mt_optim_create(&cfg, N, &b));
+            mt_test_fill(w1, N, -1.0f, 1.0f, 31);
+            memcpy(w2, w1, sizeof w1);
+            for (int k = 0; k < 3; k++) {
+                mt_test_fill(g1, N, -0.5f, 0.5f, 40 + (uint64_t)k);
+                memcpy(g2, g1, sizeof g1);
+                for (int i = 0; i < N; i++)
+                    g1[i] += wd * w1[i];
+                CU_ASSERT_EQUAL(mt_optim_step(a, w1, g1), 1);
+                CU_ASSERT_EQUAL(mt_optim_step_decayed(b, w2, g2, wd), 1);
+                CU_ASSERT(memcmp(g1, g2, sizeof g1) == 0);
+                CU_ASSERT(memcmp(w1, w2, sizeof w1) == 0);
+            }
+            for (int i = 0; i < a->n_states; i++)
+                CU_ASSERT(memcmp(a->state[i], b->state[i], sizeof(float) * N) == 0);
+            mt_optim_destroy(&a);
+            mt_optim_destroy(&b);
+        }
+}
+
 int main(void)
 {
     const mt_test_case tests[] = {
@@ -148,6 +184,7 @@ int main(void)
         {"sgd nesterov", test_sgd_nesterov},
         {"adam", test_adam},
         {"every rule reports non-finite parameters", test_reports_finite},
+        {"decay in the update's pass = decay in a pass of its own", test_decayed_is_two_passes},
     };
     return mt_test_main("optim", tests, (int)(sizeof tests / sizeof tests[0]));
 }
