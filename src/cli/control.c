@@ -211,9 +211,10 @@ static void default_run_dir(ctl_ctx *c)
 static mt_status trim_rows(const char *path, long iter)
 {
     char tmp[1110], line[512];
-    FILE *in = fopen(path, "r"), *out;
+    FILE *in, *out;
 
-    if (!in)
+    MT_CHECK(mt_regular_or_absent(path));
+    if (!(in = fopen(path, "r")))
         return MT_OK; /* nothing written yet */
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     out = fopen(tmp, "w");
@@ -241,6 +242,7 @@ static mt_status open_metrics(ctl_ctx *c)
     snprintf(path, sizeof path, "%s/metrics.csv", c->o->run_dir);
     if (append)
         MT_CHECK(trim_rows(path, c->iter));
+    MT_CHECK(mt_regular_or_absent(path));
     c->csv = fopen(path, append ? "a" : "w");
     if (!c->csv)
         return MT_FAIL(MT_ERR_IO, "cannot write %s: %s", path, strerror(errno));

@@ -63,6 +63,15 @@ mt_status mt_mkdir_p(const char *path)
     return MT_OK;
 }
 
+mt_status mt_regular_or_absent(const char *path)
+{
+    struct stat sb;
+
+    if (stat(path, &sb) != 0 || S_ISREG(sb.st_mode))
+        return MT_OK;
+    return MT_FAIL(MT_ERR_IO, "cannot write %s: not a regular file", path);
+}
+
 /* Open <dir>/<name> for writing or appending; a new file gets `header`. */
 static mt_status open_csv(FILE **f, const char *dir, const char *name, int append,
                           const char *header)
@@ -72,6 +81,7 @@ static mt_status open_csv(FILE **f, const char *dir, const char *name, int appen
     int exists;
 
     snprintf(path, sizeof path, "%s/%s", dir, name);
+    MT_CHECK(mt_regular_or_absent(path));
     exists = stat(path, &sb) == 0 && sb.st_size > 0;
     *f = fopen(path, append ? "a" : "w");
     if (!*f)

@@ -35,6 +35,10 @@ void mt_metrics_close(mt_metrics *m);
  * the default run directory). */
 void mt_run_stamp(MPI_Comm comm, char *stamp, size_t cap);
 
+/* MT_OK when `path` does not exist or is a regular file; else MT_ERR_IO
+ * naming it (opening a FIFO would block, a directory cannot be written). */
+mt_status mt_regular_or_absent(const char *path);
+
 /* Create a directory and its parents (like mkdir -p). */
 mt_status mt_mkdir_p(const char *path);
 

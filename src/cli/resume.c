@@ -237,6 +237,7 @@ static mt_status trim_csv(const char *dir, const char *name, int col, long step)
 
     snprintf(path, sizeof path, "%s/%s", dir, name);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    MT_CHECK(mt_regular_or_absent(path));
     if (!(in = fopen(path, "r")))
         return MT_OK; /* nothing to trim */
     if (!(out = fopen(tmp, "w"))) {

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "data/data_internal.h"
 
@@ -35,17 +36,16 @@ typedef struct {
 /* Open a CIFAR-10 file and count its records from its size. */
 static mt_status cifar_open(const char *path, cifar_file *cf)
 {
-    struct stat sb;
     long long size;
+    int fd;
 
     cf->path = path;
-    cf->f = fopen(path, "rb");
-    if (!cf->f)
+    MT_CHECK(mt_data_open_regular(path, "CIFAR-10 file", &fd, &size));
+    cf->f = fdopen(fd, "rb");
+    if (!cf->f) {
+        close(fd);
         return MT_FAIL(MT_ERR_IO, "cannot open CIFAR-10 file %s: %s", path, strerror(errno));
-    if (fstat(fileno(cf->f), &sb) != 0 || !S_ISREG(sb.st_mode))
-        return MT_FAIL(MT_ERR_IO, "cannot read CIFAR-10 file %s: not a regular file", path);
-
-    size = (long long)sb.st_size;
+    }
     if (size == 0)
         return MT_FAIL(MT_ERR_FORMAT,
                        "CIFAR-10 file %s is empty; expected records of %d bytes "

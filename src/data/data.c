@@ -7,10 +7,13 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "data/data_internal.h"
 
@@ -39,6 +42,26 @@ mt_status mt_data_join(char *out, size_t cap, const char *dir, const char *name)
 
     if (n < 0 || (size_t)n >= cap)
         return MT_FAIL(MT_ERR_ARG, "path too long: %s%s%s", dir, sep, name);
+    return MT_OK;
+}
+
+mt_status mt_data_open_regular(const char *path, const char *what, int *fd, long long *size)
+{
+    struct stat sb;
+    int flags;
+
+    *fd = open(path, O_RDONLY | O_NONBLOCK);
+    if (*fd < 0)
+        return MT_FAIL(MT_ERR_IO, "cannot open %s %s: %s", what, path, strerror(errno));
+    if (fstat(*fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(*fd);
+        *fd = -1;
+        return MT_FAIL(MT_ERR_IO, "cannot read %s %s: not a regular file", what, path);
+    }
+    flags = fcntl(*fd, F_GETFL);
+    if (flags != -1)
+        fcntl(*fd, F_SETFL, flags & ~O_NONBLOCK);
+    *size = (long long)sb.st_size;
     return MT_OK;
 }
 

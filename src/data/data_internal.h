@@ -17,6 +17,10 @@
 mt_status mt_data_join(char *out, size_t cap, const char *dir, const char *name);
 /* 1 when dir/name is a regular file; records no error (for probing). */
 int mt_data_has_file(const char *dir, const char *name);
+/* *fd = `path` opened for reading, refusing anything but a regular file
+ * (after symlinks) without blocking on it: a FIFO would wait for a writer
+ * forever. *size = its bytes. Messages name `what` ("CIFAR-10 file"). */
+mt_status mt_data_open_regular(const char *path, const char *what, int *fd, long long *size);
 /* 1 when `path` is a regular file (after symlinks) / a directory, else 0. */
 int mt_data_is_file(const char *path);
 int mt_data_is_dir(const char *path);

@@ -41,18 +41,11 @@ static uint32_t be32(const uint8_t *p)
 
 static mt_status idx_open(const char *path, idx_file *f)
 {
-    struct stat sb;
-    int fd = open(path, O_RDONLY);
+    int fd;
 
     f->path = path;
     f->gz = NULL;
-    if (fd < 0)
-        return MT_FAIL(MT_ERR_IO, "cannot open MNIST file %s: %s", path, strerror(errno));
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        close(fd);
-        return MT_FAIL(MT_ERR_IO, "cannot read MNIST file %s: not a regular file", path);
-    }
-    f->file_bytes = (long long)sb.st_size;
+    MT_CHECK(mt_data_open_regular(path, "MNIST file", &fd, &f->file_bytes));
     f->gz = gzdopen(fd, "rb");
     if (!f->gz) {
         close(fd);

@@ -31,6 +31,28 @@ head -c 5000 "$CIFAR/data_batch_1.bin" >"$WORK/baddata/data_batch_1.bin"
 cp "$CIFAR/test_batch.bin" "$WORK/baddata/"
 expect_usage 2 "3073" --data "$WORK/baddata" --net convnet --steps 1 --threads 1
 
+# Named pipes where a data file or the metrics file belongs: refused at once
+# (opening one would wait for a writer forever; each run is limited to
+# MT_TIMEOUT seconds, so a hang fails).
+mkdir -p "$WORK/fifodata"
+mkfifo "$WORK/fifodata/data_batch_1.bin"
+cp "$CIFAR/test_batch.bin" "$WORK/fifodata/"
+expect_usage 2 "data_batch_1.bin: not a regular file" --data "$WORK/fifodata" --net convnet \
+    --steps 1 --threads 1
+for task in "--net convnet --steps 1 --data $CIFAR" "--task pendulum --iterations 1"; do
+    mkdir -p "$WORK/fiforun"
+    mkfifo "$WORK/fiforun/metrics.csv"
+    mt 2 $task --threads 1 --run-dir "$WORK/fiforun" --checkpoint-dir "$WORK/fifock" \
+        >"$WORK/out" 2>&1
+    code=$?
+    if [ $code -eq 2 ] && grep -q "metrics.csv: not a regular file" "$WORK/out"; then
+        pass "${task%% --[sd]*}, metrics.csv a named pipe: exit 2: $(grep 'mtrain:' "$WORK/out")"
+    else
+        fail "$task, metrics.csv a named pipe: exit $code"; sed 's/^/    /' "$WORK/out"
+    fi
+    rm -rf "$WORK/fiforun" "$WORK/fifock"
+done
+
 # A checkpoint that is not one.
 echo "not hdf5" >"$WORK/fake.h5"
 expect_usage 2 "fake.h5" --net convnet --steps 1 --threads 1 --resume "$WORK/fake.h5"
