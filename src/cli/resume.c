@@ -121,6 +121,14 @@ void mt_ckpt_list_free(mt_ckpt_list *list)
     memset(list, 0, sizeof *list);
 }
 
+/* A name of this net's checkpoints ("<net>-step<N>.h5<suffix>"). */
+static int ours(const char *name, const char *net, const char *suffix)
+{
+    size_t len = strlen(net);
+    return strncmp(name, net, len) == 0 && strncmp(name + len, "-step", 5) == 0 &&
+           name_step(name, suffix) >= 0;
+}
+
 /* One candidate: loaded, and its step attribute agrees with its name. */
 static mt_status try_one(MPI_Comm comm, mt_pipeline *p, const mt_model *m, const mt_options *o,
                          const char *path, long name_step_value, mt_snapshot_pos *pos)
@@ -138,11 +146,17 @@ mt_status mt_resume_auto(MPI_Comm comm, mt_pipeline *p, const mt_model *m, const
     mt_ckpt_list list;
     mt_status status;
 
+    int n_ours = 0;
+
     path[0] = '\0';
     pos->step = 0;
     MT_CHECK(mt_ckpt_list_dir(comm, o->checkpoint_dir, &list));
-    status = list.n == 0 ? MT_OK : MT_ERR_FORMAT;
+    for (int i = 0; i < list.n; i++)
+        n_ours += ours(list.names[i], o->net, "");
+    status = n_ours == 0 ? MT_OK : MT_ERR_FORMAT;
     for (int i = 0; i < list.n && status == MT_ERR_FORMAT; i++) {
+        if (!ours(list.names[i], o->net, ""))
+            continue; /* another net's checkpoints, sharing the directory */
         snprintf(path, cap, "%s/%s", o->checkpoint_dir, list.names[i]);
         status = try_one(comm, p, m, o, path, list.steps[i], pos);
         if (status == MT_ERR_FORMAT || status == MT_ERR_IO) {
@@ -153,13 +167,13 @@ mt_status mt_resume_auto(MPI_Comm comm, mt_pipeline *p, const mt_model *m, const
     }
     if (status == MT_ERR_FORMAT) {
         path[0] = '\0';
-        status = MT_FAIL(MT_ERR_FORMAT, "--resume auto: none of the %d checkpoints in %s is "
-                         "usable (see the warnings above); move them away to start afresh",
-                         list.n, o->checkpoint_dir);
+        status = MT_FAIL(MT_ERR_FORMAT, "--resume auto: none of the %d checkpoints of %s in %s "
+                         "is usable (see the warnings above); move them away to start afresh",
+                         n_ours, o->net, o->checkpoint_dir);
     }
-    if (status == MT_OK && list.n == 0)
-        mt_log(MT_LOG_INFO, "--resume auto: no checkpoint in %s, starting fresh",
-               o->checkpoint_dir);
+    if (status == MT_OK && n_ours == 0)
+        mt_log(MT_LOG_INFO, "--resume auto: no checkpoint of %s in %s, starting fresh",
+               o->net, o->checkpoint_dir);
     mt_ckpt_list_free(&list);
     return status;
 }
@@ -171,14 +185,6 @@ static void remove_file(const char *dir, const char *name)
     snprintf(path, sizeof path, "%s/%s", dir, name);
     if (unlink(path) != 0 && errno != ENOENT)
         mt_log(MT_LOG_WARN, "could not delete old checkpoint %s: %s", path, strerror(errno));
-}
-
-/* A name of this net's checkpoints ("<net>-step<N>.h5<suffix>"). */
-static int ours(const char *name, const char *net, const char *suffix)
-{
-    size_t len = strlen(net);
-    return strncmp(name, net, len) == 0 && strncmp(name + len, "-step", 5) == 0 &&
-           name_step(name, suffix) >= 0;
 }
 
 void mt_ckpt_prune(const char *dir, const char *net, long keep, long step)

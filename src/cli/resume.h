@@ -20,8 +20,9 @@ typedef struct {
 mt_status mt_ckpt_list_dir(MPI_Comm comm, const char *dir, mt_ckpt_list *list);
 void mt_ckpt_list_free(mt_ckpt_list *list);
 
-/* --resume auto. Collective. Tries the checkpoints of o->checkpoint_dir from
- * the newest: a damaged or unreadable one (MT_ERR_FORMAT, MT_ERR_IO, or a
+/* --resume auto. Collective. Tries this net's checkpoints in
+ * o->checkpoint_dir ("<net>-step<N>.h5"; other nets' files are left alone)
+ * from the newest: a damaged or unreadable one (MT_ERR_FORMAT, MT_ERR_IO, or a
  * step attribute other than its name's) is reported by a warning naming it
  * and the previous one is tried. `path` (cap bytes) receives the file used,
  * "" when the directory holds no checkpoint (start fresh; pos->step = 0).

@@ -32,6 +32,22 @@ for oracle in gd penalized; do
     done
 done
 
+# Two nets sharing a checkpoint directory (as with the default one): resume
+# auto of each picks its own newest checkpoint and leaves the other's alone.
+shared="$WORK/ck-shared"
+mt 1 "${common[@]}" --net mlp --steps 3 --checkpoint-every 3 --run-dir "$WORK/sh-mlp" \
+    --checkpoint-dir "$shared" >"$WORK/log" 2>&1 || { fail "mlp, shared dir"; cat "$WORK/log"; }
+mt 1 "${common[@]}" --steps 2 --checkpoint-every 2 --run-dir "$WORK/sh-conv" \
+    --checkpoint-dir "$shared" >"$WORK/log" 2>&1 || { fail "convnet, shared dir"; cat "$WORK/log"; }
+if mt 1 "${common[@]}" --steps 4 --resume auto --run-dir "$WORK/sh-conv" \
+        --checkpoint-dir "$shared" >"$WORK/log" 2>&1 &&
+        grep -q "resumed from $shared/convnet-step00000002.h5 at step 2" "$WORK/log" &&
+        [ -f "$shared/mlp-step00000003.h5" ]; then
+    pass "resume auto beside another net's checkpoints: its own step 2, the mlp's file kept"
+else
+    fail "resume auto beside another net's checkpoints"; tail -3 "$WORK/log"
+fi
+
 # The checkpoint layout, as a PyTorch user reads it.
 ck="$WORK/ck-gd/$(cat "$WORK/ck-gd/latest")"
 h5dump -H "$ck" >"$WORK/dump.txt" 2>&1
