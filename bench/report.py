@@ -160,7 +160,7 @@ def mtrain_result(raw, name):
     except (OSError, KeyError, ValueError):
         return {"error": text.strip().splitlines()[-1:] or ["no output"]}
     mflop = sum(r[4] for r in model_table(text))
-    threads = int(re.search(r"x (\d+) threads", text).group(1))
+    threads = int(re.search(r"x (\d+) threads?", text).group(1))
     need, parts = mtrain_need(text, threads)
     if "oracle=penalized" in text:
         extra, more = solver_need(text, threads)

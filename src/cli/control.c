@@ -269,7 +269,8 @@ static void print_start(ctl_ctx *c)
     const mt_oracle_config *oc = &o->pipe.oracle;
     const int *first = mt_pipeline_stage_first(c->pipe);
 
-    mt_log(MT_LOG_INFO, "mtrain %s: %d ranks x %d threads", MT_VERSION, c->size, o->threads);
+    mt_log(MT_LOG_INFO, "mtrain %s: %d rank%s x %d thread%s", MT_VERSION, c->size,
+           mt_plural(c->size), o->threads, mt_plural(o->threads));
     mt_log(MT_LOG_INFO, "task %s: horizon %ld, %ld iterations, oracle %s (inner %s), kappa %g "
            "sigma %g gamma %g prox_tau %g dtp_rho %g weight_decay %g, optim %s lr %g",
            o->task, o->horizon, o->iterations, mt_oracle_name(oc->kind),

@@ -36,7 +36,8 @@ static const opt_row rows[] = {
      "      solver; layer: conv/dense + activation + pooling form one phi_t (generic solvers)"},
     {"dataset", OPT_CHOICE, F(dataset_name), 0, 0, 0, "cifar10|mnist",
      "data set (default: detected)"},
-    {"data", OPT_STRING, F(data), 0, 0, 0, NULL, "directory holding the data set"},
+    {"data", OPT_STRING, F(data), 0, 0, 0, NULL,
+     "directory holding the data set (default: $MTRAIN_DATA, data/, ../shared/data/)"},
     {"oracle", OPT_CHOICE, F(oracle_name), 0, 0, 0, "gd|penalized|moreau|proxprop|dtp",
      "backward rule (ALGORITHMS.md section 4)"},
     {"inner", OPT_STRING, F(inner_text), 0, 0, 0, NULL,
@@ -74,19 +75,22 @@ static const opt_row rows[] = {
      "OpenMP threads per rank (default: cores / ranks on the node)"},
     {"seed", OPT_LONG, F(seed), 0, 9.2e18, 0, NULL, "random seed"},
     {"eval-every", OPT_LONG, F(eval_every), 0, 1e9, 0, NULL,
-     "test evaluation period in steps (0: every epoch)"},
-    {"checkpoint-dir", OPT_STRING, F(checkpoint_dir), 0, 0, 0, NULL, "checkpoint directory"},
+     "test evaluation period in steps (default 0: every epoch, and at the end)"},
+    {"checkpoint-dir", OPT_STRING, F(checkpoint_dir), 0, 0, 0, NULL,
+     "checkpoint directory (default checkpoints)"},
     {"checkpoint-every", OPT_LONG, F(checkpoint_every), 0, 1e9, 0, NULL,
-     "checkpoint period in steps (0: at the end only)"},
+     "checkpoint period in steps (default 0: at the end only)"},
     {"checkpoint-minutes", OPT_DOUBLE, F(checkpoint_minutes), 0, 1e6, 0, NULL,
-     "also checkpoint when this many minutes passed since the last one (0: off)"},
+     "also checkpoint when this many minutes passed since the last one (default 0: off)"},
     {"keep", OPT_LONG, F(keep), 0, 1e6, 0, NULL,
-     "keep the newest N checkpoints in --checkpoint-dir, delete older ones (0: all)"},
+     "keep the newest N checkpoints in --checkpoint-dir, delete older ones (default 0: all)"},
     {"resume", OPT_STRING, F(resume), 0, 0, 0, NULL,
      "checkpoint file to continue from, or auto: the newest complete checkpoint in\n"
      "      --checkpoint-dir (a damaged one is skipped with a warning), fresh start if none"},
-    {"log-every", OPT_LONG, F(log_every), 1, 1e9, 0, NULL, "progress line period in steps"},
-    {"run-dir", OPT_STRING, F(run_dir), 0, 0, 0, NULL, "directory for metrics.csv"},
+    {"log-every", OPT_LONG, F(log_every), 1, 1e9, 0, NULL,
+     "progress line period in steps (default 10)"},
+    {"run-dir", OPT_STRING, F(run_dir), 0, 0, 0, NULL,
+     "directory for metrics.csv (default runs/<date>-<net>-<oracle>)"},
     {"task", OPT_CHOICE, F(task), 0, 0, 0, "pendulum", MT_CONTROL_TASK_HELP},
     {"horizon", OPT_LONG, F(horizon), 1, MT_PENDULUM_MAX_HORIZON, 0, NULL,
      "control task: time steps T (default 50); at least the number of ranks"},
@@ -302,10 +306,15 @@ mt_status mt_options_parse(int argc, char **argv, mt_options *o, char *err, size
     memset(&longs[N_ROWS], 0, sizeof longs[N_ROWS]);
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "", longs, &idx)) != -1) {
+    while ((c = getopt_long(argc, argv, "h", longs, &idx)) != -1) {
+        if (c == 'h') { /* -h, as --help */
+            o->help = 1;
+            continue;
+        }
         if (c < 1000) {
             const char *bad = argv[optind - 1];
-            if (c == ':' || (c == '?' && optopt))
+            /* a long option without its value leaves its code in optopt */
+            if (c == ':' || (c == '?' && optopt >= 1000))
                 snprintf(err, err_cap, "option '%s' needs a value", bad);
             else
                 snprintf(err, err_cap, "unknown option '%s' (see --help)", bad);
@@ -345,6 +354,7 @@ void mt_options_usage(FILE *out)
             snprintf(arg, sizeof arg, " %s", r->type == OPT_STRING ? "TEXT" : "N");
         fprintf(out, "  --%s%s\n      %s\n", r->name, arg, r->help);
     }
+    d.pipe.micro_batches = 0; /* "ranks": set per run */
     mt_options_describe(&d, desc, sizeof desc);
     fprintf(out, "\ndefaults: %s\n\nexit codes:\n"
                  "  0  done\n"
@@ -357,16 +367,20 @@ void mt_options_usage(FILE *out)
 void mt_options_describe(const mt_options *o, char *buf, size_t cap)
 {
     const mt_pipeline_config *p = &o->pipe;
+    char micro[16] = "ranks"; /* 0: not yet set, one per rank by default */
+
+    if (p->micro_batches > 0)
+        snprintf(micro, sizeof micro, "%d", p->micro_batches);
     snprintf(buf, cap,
              "net=%s granularity=%s dataset=%s oracle=%s inner=%s kappa=%g sigma=%g "
              "sigma_schedule=%s "
              "gamma=%g prox_tau=%g dtp_rho=%g weight_decay=%g optim=%s lr=%g momentum=%g "
-             "nesterov=%d lr_schedule=%s batch=%d micro_batches=%d epochs=%ld steps=%ld seed=%llu",
+             "nesterov=%d lr_schedule=%s batch=%d micro_batches=%s epochs=%ld steps=%ld seed=%llu",
              o->net, o->granularity, mt_dataset_name(o->dataset), mt_oracle_name(p->oracle.kind),
              o->inner_text[0] ? o->inner_text : "default", p->oracle.kappa, p->oracle.sigma,
              o->schedule_name, p->oracle.gamma, p->oracle.prox_tau, p->oracle.dtp_rho,
              p->oracle.wd,
              mt_optim_name(p->optim.kind), p->optim.lr, p->optim.momentum, p->optim.nesterov,
-             o->lr_schedule_text, p->batch, p->micro_batches, o->epochs, o->steps,
+             o->lr_schedule_text, p->batch, micro, o->epochs, o->steps,
              (unsigned long long)o->seed);
 }

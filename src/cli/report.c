@@ -11,8 +11,8 @@ void mt_report_model(const mt_model *model, const int *stage_first, int n_stages
     double flops = 0.0;
     int stage = 0;
 
-    mt_log(MT_LOG_INFO, "model %s: %d ops, %zu parameters, %d stages", model->net,
-           model->n_ops, mt_model_n_params(model), n_stages);
+    mt_log(MT_LOG_INFO, "model %s: %d ops, %zu parameters, %d stage%s", model->net,
+           model->n_ops, mt_model_n_params(model), n_stages, mt_plural(n_stages));
     mt_log(MT_LOG_INFO, "  %-14s %-8s %5s %-14s %12s %10s", "op", "kind", "rank", "output",
            "params", "MFLOP");
     for (int t = 0; t < model->n_ops; t++) {
@@ -62,6 +62,8 @@ mt_status mt_mkdir_p(const char *path)
         return MT_FAIL(MT_ERR_IO, "cannot create directory %s: %s", buf, strerror(errno));
     return MT_OK;
 }
+
+const char *mt_plural(long n) { return n == 1 ? "" : "s"; }
 
 mt_status mt_regular_or_absent(const char *path)
 {

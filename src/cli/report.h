@@ -12,6 +12,9 @@
 #include "mtrain/model.h"
 #include "mtrain/pipeline.h"
 
+/* "s" unless n is 1: "%d rank%s". */
+const char *mt_plural(long n);
+
 /* The model table: op, stage (rank), output shape, parameters, MFLOPs. */
 void mt_report_model(const mt_model *model, const int *stage_first, int n_stages);
 

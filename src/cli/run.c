@@ -303,14 +303,15 @@ static void print_start(run_ctx *c, const char *dir)
     char desc[2048];
 
     mt_options_describe(c->o, desc, sizeof desc);
-    mt_log(MT_LOG_INFO, "mtrain %s: %d ranks x %d threads", MT_VERSION, c->size,
-           c->o->threads);
+    mt_log(MT_LOG_INFO, "mtrain %s: %d rank%s x %d thread%s", MT_VERSION, c->size,
+           mt_plural(c->size), c->o->threads, mt_plural(c->o->threads));
     mt_log(MT_LOG_INFO, "config: %s", desc);
     mt_log(MT_LOG_INFO, "data: %s (%ld training, %ld test images); run directory: %s", dir,
            c->n_train, c->n_test, c->o->run_dir);
     mt_report_model(c->model, mt_pipeline_stage_first(c->pipe), c->size);
-    mt_log(MT_LOG_INFO, "training: %ld steps of %d images (%ld per epoch), %d micro-batches",
-           c->total_steps, c->o->pipe.batch, c->steps_per_epoch, c->o->pipe.micro_batches);
+    mt_log(MT_LOG_INFO, "training: %ld step%s of %d images (%ld per epoch), %d micro-batch%s",
+           c->total_steps, mt_plural(c->total_steps), c->o->pipe.batch, c->steps_per_epoch,
+           c->o->pipe.micro_batches, c->o->pipe.micro_batches == 1 ? "" : "es");
 }
 
 /* --resume PATH or auto: the pipeline's state and the step; a run directory

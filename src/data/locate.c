@@ -1,6 +1,7 @@
 /*
  * locate.c - finding the data directory and telling the data sets apart by
- * their file names. Candidates, in order: $MTRAIN_DATA; then, for each kind
+ * their file names. Candidates, in order: $MTRAIN_DATA (which must be a
+ * directory when set); then, for each kind
  * wanted (CIFAR-10 before MNIST when the kind is left to detection), the
  * project's data/<set>/ and the development mirror ../shared/data/<set>/,
  * first relative to the current directory, then relative to the project root
@@ -221,6 +222,9 @@ mt_status mt_data_locate(const char *dir, mt_dataset_kind *kind, char *found, si
     }
 
     want = *kind;
+    if (env && *env && !mt_data_is_dir(env))
+        return MT_FAIL(MT_ERR_IO, "MTRAIN_DATA=%s is not a directory; point it at the data "
+                       "or unset it", env);
     if (env && *env && try_base(&ctx, env, want, kind, found, found_cap))
         return MT_OK;
     find_roots(&ctx);

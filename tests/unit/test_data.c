@@ -686,6 +686,12 @@ static void test_locate(void)
                  "no MNIST files");
     make_tmpdir(tmp, sizeof tmp);
     path_of(missing, sizeof missing, tmp, "nowhere");
+    /* $MTRAIN_DATA set to no directory is an error, not silently skipped */
+    setenv("MTRAIN_DATA", missing, 1);
+    kind = MT_DATASET_AUTO;
+    expect_error(mt_data_locate(NULL, &kind, found, sizeof found), MT_ERR_IO, missing,
+                 "MTRAIN_DATA=");
+    unsetenv("MTRAIN_DATA");
     kind = MT_DATASET_AUTO;
     expect_error(mt_data_locate(missing, &kind, found, sizeof found), MT_ERR_IO, missing,
                  "get-cifar10.sh");
