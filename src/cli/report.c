@@ -46,6 +46,7 @@ mt_status mt_mkdir_p(const char *path)
 {
     char buf[1024];
     size_t len = strlen(path);
+    struct stat sb;
 
     if (len == 0 || len >= sizeof buf)
         return MT_FAIL(MT_ERR_ARG, "directory name '%s' is empty or too long", path);
@@ -60,6 +61,8 @@ mt_status mt_mkdir_p(const char *path)
     }
     if (mkdir(buf, 0777) != 0 && errno != EEXIST)
         return MT_FAIL(MT_ERR_IO, "cannot create directory %s: %s", buf, strerror(errno));
+    if (stat(buf, &sb) != 0 || !S_ISDIR(sb.st_mode)) /* EEXIST: a file of that name */
+        return MT_FAIL(MT_ERR_IO, "cannot create directory %s: %s", buf, strerror(ENOTDIR));
     return MT_OK;
 }
 
