@@ -263,6 +263,24 @@ static void oracle_defaults(mt_options *o)
 }
 
 /* Map the choice strings onto enums and check combinations. */
+/* Momentum settings only where they mean something (PyTorch refuses
+ * Nesterov without momentum too). */
+static mt_status check_optim(const mt_options *o, char *err, size_t cap)
+{
+    const mt_optim_config *q = &o->pipe.optim;
+
+    if (q->kind != MT_OPTIM_SGD && (given(o, "momentum") || given(o, "nesterov"))) {
+        snprintf(err, cap, "--%s applies to --optim sgd, not %s",
+                 given(o, "momentum") ? "momentum" : "nesterov", mt_optim_name(q->kind));
+        return MT_ERR_ARG;
+    }
+    if (q->nesterov && q->momentum == 0.0) {
+        snprintf(err, cap, "--nesterov needs a momentum > 0 (it is 0)");
+        return MT_ERR_ARG;
+    }
+    return MT_OK;
+}
+
 static mt_status finish(mt_options *o, char *err, size_t cap)
 {
     mt_oracle_config *oc = &o->pipe.oracle;
@@ -288,6 +306,7 @@ static mt_status finish(mt_options *o, char *err, size_t cap)
                                                       : MT_DATASET_AUTO;
     if (o->pipe.optim.kind == MT_OPTIM_PLAIN && !given(o, "lr"))
         o->pipe.optim.lr = 1.0;
+    MT_CHECK(check_optim(o, err, cap));
     return mt_control_finish(o, err, cap);
 }
 

@@ -21,6 +21,9 @@ for np in 1 2; do
     expect_usage $np "--steps '1.5'" --steps 1.5
 done
 expect_usage 2 "--micro-batches 5" --net convnet --batch 128 --micro-batches 5
+expect_usage 2 "--nesterov applies to --optim sgd, not adam" --optim adam --nesterov
+expect_usage 1 "--momentum applies to --optim sgd, not plain" --optim plain --momentum 0.5
+expect_usage 1 "--nesterov needs a momentum > 0" --nesterov --momentum 0
 expect_usage 5 "use between 1 and 4 ranks" --net mlp --steps 1 --threads 1
 expect_usage 8 "use between 1 and 4 ranks" --net convnet --steps 1 --threads 1
 expect_usage 2 "does not exist" --data "$WORK/nowhere" --steps 1
