@@ -112,7 +112,7 @@ fi
 
 auto "$WORK/empty-dir" --steps 1
 code=$?
-if [ $code -eq 0 ] && grep -q 'no checkpoint in .*empty-dir, starting fresh' "$WORK/out"; then
+if [ $code -eq 0 ] && grep -q 'no checkpoint of convnet in .*empty-dir, starting fresh' "$WORK/out"; then
     pass "--resume auto without checkpoints starts fresh and says so"
 else
     fail "--resume auto on an empty directory (exit $code)"; sed 's/^/    /' "$WORK/out"
