@@ -124,7 +124,8 @@ typedef struct {
 
 /* n_bytes of 64-byte aligned scratch (contents undefined) valid until reset. */
 mt_status mt_arena_take(mt_arena *arena, size_t n_bytes, void **out);
-/* A mark and a rewind to it, for nested scratch. */
+/* A mark and a rewind to it, for nested scratch: everything taken after the
+ * mark is given back, also across the blocks of a growing arena. */
 size_t mt_arena_mark(const mt_arena *arena);
 void mt_arena_rewind(mt_arena *arena, size_t mark);
 void mt_arena_reset(mt_arena *arena);

@@ -11,6 +11,7 @@
 
 struct mt_arena_block {
     mt_arena_block *next; /* older, too small blocks kept until reset */
+    size_t base_bytes;    /* total taken before this block's first byte */
     size_t cap_bytes;
     unsigned char *data;
 };
@@ -25,6 +26,7 @@ static mt_status push_block(mt_arena *a, size_t cap)
         return MT_FAIL(MT_ERR_MEM, "out of memory for %zu bytes of solver scratch", cap);
     }
     b->cap_bytes = cap;
+    b->base_bytes = a->total_bytes;
     b->next = a->head;
     a->head = b;
     a->used_bytes = 0;
@@ -54,19 +56,26 @@ size_t mt_arena_mark(const mt_arena *a) { return a->total_bytes; }
 
 void mt_arena_rewind(mt_arena *a, size_t mark)
 {
-    /* Only rewinds within the current block; otherwise the space is simply
-     * reclaimed at the next reset. */
-    size_t back = a->total_bytes - mark;
-    if (a->head && back <= a->used_bytes) {
-        a->used_bytes -= back;
-        a->total_bytes = mark;
+    if (mark > a->total_bytes)
+        return;
+    /* Blocks begun after the mark hold nothing live: give them back (this
+     * happens only while the arena still grows; once reset has merged the
+     * chain there is one block). */
+    while (a->head && a->head->base_bytes > mark) {
+        mt_arena_block *b = a->head;
+        a->head = b->next;
+        mt_free(b->data);
+        free(b);
     }
+    a->used_bytes = a->head ? mark - a->head->base_bytes : 0;
+    a->total_bytes = mark;
 }
 
 void mt_arena_reset(mt_arena *a)
 {
-    /* Replace a chain of blocks by one block large enough for all of them. */
-    if (a->head && a->head->next) {
+    /* Replace a chain of blocks (or a block the rewinds left too small) by
+     * one block large enough for the most ever taken at once. */
+    if (a->head && (a->head->next || a->head->cap_bytes < a->high_bytes)) {
         size_t want = round_up(a->high_bytes);
         mt_arena_release(a);
         if (push_block(a, want) != MT_OK)

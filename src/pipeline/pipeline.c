@@ -481,9 +481,7 @@ static mt_status measure_penalty(mt_pipeline *p, int n)
             double d = (double)fy[i] - (p->x[k + 1][i] - p->lam[k + 1][i]);
             total += d * d;
         }
-        /* nothing else lives in the arena here; a reset (not a rewind, which
-         * stops at a block boundary) keeps it from chaining new blocks */
-        mt_arena_reset(&p->ws);
+        mt_arena_reset(&p->ws); /* nothing else lives in the arena here */
     }
     p->st.penalty = total;
     return MT_OK;
