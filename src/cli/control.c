@@ -193,17 +193,6 @@ static mt_status build(ctl_ctx *c)
     return MT_OK;
 }
 
-static void default_run_dir(ctl_ctx *c)
-{
-    char stamp[32] = "";
-
-    if (c->o->run_dir[0])
-        return;
-    mt_run_stamp(c->comm, stamp, sizeof stamp);
-    snprintf(c->o->run_dir, sizeof c->o->run_dir, "runs/%s-%s-T%ld-%s", stamp, c->o->task,
-             c->o->horizon, mt_oracle_name(c->o->pipe.oracle.kind));
-}
-
 /* Rank 0: <run-dir>/metrics.csv, appended to when resuming. */
 /* Keep the header and the rows of iterations before `iter` (a run that went
  * on past its checkpoint, or stopped right after it, resumes at `iter`);
@@ -211,10 +200,9 @@ static void default_run_dir(ctl_ctx *c)
 static mt_status trim_rows(const char *path, long iter)
 {
     char tmp[1110], line[512];
-    FILE *in, *out;
+    FILE *in = fopen(path, "r"), *out; /* a regular file, checked by the caller */
 
-    MT_CHECK(mt_regular_or_absent(path));
-    if (!(in = fopen(path, "r")))
+    if (!in)
         return MT_OK; /* nothing written yet */
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     out = fopen(tmp, "w");
@@ -240,9 +228,9 @@ static mt_status open_metrics(ctl_ctx *c)
         return MT_OK;
     MT_CHECK(mt_mkdir_p(c->o->run_dir));
     snprintf(path, sizeof path, "%s/metrics.csv", c->o->run_dir);
+    MT_CHECK(mt_regular_or_absent(path));
     if (append)
         MT_CHECK(trim_rows(path, c->iter));
-    MT_CHECK(mt_regular_or_absent(path));
     c->csv = fopen(path, append ? "a" : "w");
     if (!c->csv)
         return MT_FAIL(MT_ERR_IO, "cannot write %s: %s", path, strerror(errno));
@@ -367,7 +355,10 @@ int mt_control_run(MPI_Comm comm, mt_options *o)
         code = agree(&c, MT_FAIL(MT_ERR_ARG, "--resume: the checkpoint is at iteration %ld, "
                                  "past --iterations %ld", c.iter, o->iterations));
     if (code == MT_EXIT_OK) {
-        default_run_dir(&c);
+        char what[64];
+        snprintf(what, sizeof what, "%s-T%ld", o->task, o->horizon);
+        mt_default_run_dir(comm, what, mt_oracle_name(o->pipe.oracle.kind), o->run_dir,
+                           sizeof o->run_dir);
         code = agree(&c, open_metrics(&c));
     }
     /* From here a preemption signal only sets a flag, acted on after an iteration. */

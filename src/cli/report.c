@@ -28,18 +28,21 @@ void mt_report_model(const mt_model *model, const int *stage_first, int n_stages
     mt_log(MT_LOG_INFO, "  forward: %.1f MFLOP per sample", flops * 1e-6);
 }
 
-void mt_run_stamp(MPI_Comm comm, char *stamp, size_t cap)
+void mt_default_run_dir(MPI_Comm comm, const char *what, const char *oracle, char *dir,
+                        size_t cap)
 {
-    char buf[32] = "";
+    char stamp[32] = "";
     int rank;
 
+    if (dir[0]) /* every rank was given the same options */
+        return;
     MPI_Comm_rank(comm, &rank);
     if (rank == 0) {
         time_t now = time(NULL);
-        strftime(buf, sizeof buf, "%Y%m%d-%H%M%S", localtime(&now));
+        strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", localtime(&now));
     }
-    MPI_Bcast(buf, sizeof buf, MPI_CHAR, 0, comm);
-    snprintf(stamp, cap, "%s", buf);
+    MPI_Bcast(stamp, sizeof stamp, MPI_CHAR, 0, comm);
+    snprintf(dir, cap, "runs/%s-%s-%s", stamp, what, oracle);
 }
 
 mt_status mt_mkdir_p(const char *path)

@@ -34,9 +34,11 @@ void mt_metrics_eval(mt_metrics *m, long step, long epoch, const mt_step_stats *
 void mt_metrics_stages(mt_metrics *m, long step, const mt_stage_stats *all, int n_stages);
 void mt_metrics_close(mt_metrics *m);
 
-/* Collective: rank 0's local time as YYYYmmdd-HHMMSS on every rank (names
- * the default run directory). */
-void mt_run_stamp(MPI_Comm comm, char *stamp, size_t cap);
+/* Collective: when dir (cap bytes) is empty, it becomes
+ * runs/<YYYYmmdd-HHMMSS>-<what>-<oracle>, the time rank 0's, the same on
+ * every rank; a given directory is kept. */
+void mt_default_run_dir(MPI_Comm comm, const char *what, const char *oracle, char *dir,
+                        size_t cap);
 
 /* MT_OK when `path` does not exist or is a regular file; else MT_ERR_IO
  * naming it (opening a FIFO would block, a directory cannot be written). */

@@ -288,16 +288,6 @@ static mt_status train_loop(run_ctx *c)
     return MT_OK;
 }
 
-static void default_run_dir(run_ctx *c)
-{
-    char stamp[32] = "";
-    if (c->o->run_dir[0])
-        return;
-    mt_run_stamp(c->comm, stamp, sizeof stamp);
-    snprintf(c->o->run_dir, sizeof c->o->run_dir, "runs/%s-%s-%s", stamp, c->o->net,
-             mt_oracle_name(c->o->pipe.oracle.kind));
-}
-
 static void print_start(run_ctx *c, const char *dir)
 {
     char desc[2048];
@@ -388,7 +378,8 @@ int mt_run(MPI_Comm comm, mt_options *o)
     if (code == MT_EXIT_OK && o->resume[0])
         code = agree(&c, resume(&c));
     if (code == MT_EXIT_OK) {
-        default_run_dir(&c);
+        mt_default_run_dir(comm, o->net, mt_oracle_name(o->pipe.oracle.kind), o->run_dir,
+                           sizeof o->run_dir);
         code = agree(&c, prepare_outputs(&c));
     }
     if (code == MT_EXIT_OK) {
