@@ -194,23 +194,22 @@ void mt_ckpt_prune(const char *dir, const char *net, long keep, long step)
     struct dirent *e;
     long kept = 0;
 
-    if (keep <= 0)
-        return;
-    if (scan(dir, &list) != MT_OK) {
+    if (keep > 0 && scan(dir, &list) != MT_OK) {
         mt_log(MT_LOG_WARN, "--keep: %s", mt_error_message());
         mt_error_clear();
-        return;
+    } else if (keep > 0) {
+        for (int i = 0; i < list.n; i++) {
+            long s = name_step(list.names[i], "");
+            if (!ours(list.names[i], net, "") || s > step)
+                continue;
+            if (++kept > keep)
+                remove_file(dir, list.names[i]);
+        }
+        mt_ckpt_list_free(&list);
     }
-    for (int i = 0; i < list.n; i++) {
-        long s = name_step(list.names[i], "");
-        if (!ours(list.names[i], net, "") || s > step)
-            continue;
-        if (++kept > keep)
-            remove_file(dir, list.names[i]);
-    }
-    mt_ckpt_list_free(&list);
 
-    /* Left by a writer that was killed: never renamed, never readable. */
+    /* Left by a writer that was killed (never renamed, never readable): gone
+     * whatever --keep says, as they can be as large as a checkpoint. */
     if ((d = opendir(dir))) {
         while ((e = readdir(d)))
             if (ours(e->d_name, net, ".tmp") || ours(e->d_name, net, ".reserve"))

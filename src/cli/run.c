@@ -203,7 +203,7 @@ static mt_status end_of_step(run_ctx *c, const mt_step_stats *s, mt_boundary *b)
     return MT_OK;
 }
 
-/* Write a checkpoint when one is due, then prune old ones (--keep). */
+/* Write a checkpoint when one is due, then prune old ones (--keep) and stale writes. */
 static mt_status checkpoint_if_due(run_ctx *c, const mt_boundary *b)
 {
     mt_snapshot_pos pos = {c->step, c->steps_per_epoch, c->n_train, ""};
