@@ -275,7 +275,8 @@ static int due(long iter, long every) { return every > 0 && iter % every == 0; }
 
 /* Checkpoints when asked for (--checkpoint-every > 0: every period and at
  * the end) and always when a preemption signal reached any rank (the ranks
- * agree after every iteration); then the run stops to be requeued. */
+ * agree after every iteration); then the run stops to be requeued. After a
+ * write, old checkpoints beyond --keep and stale writes are deleted. */
 static mt_status maybe_save(ctl_ctx *c)
 {
     long every = c->o->checkpoint_every;
@@ -283,18 +284,21 @@ static mt_status maybe_save(ctl_ctx *c)
     mt_snapshot_pos pos = {c->iter, 1, 1, ""};
     char file[256];
     mt_boundary b;
+    int preempt;
 
     MT_CHECK(mt_boundary_agree(c->comm, c->pipe, c->model, 0, &b));
-    if (b.signal && c->iter < c->o->iterations) {
-        MT_CHECK(mt_snapshot_save(c->comm, c->pipe, c->model, c->o, &pos, file, sizeof file));
+    preempt = b.signal && c->iter < c->o->iterations;
+    if (!preempt && !(every > 0 && (due(c->iter, every) || c->iter == c->o->iterations)))
+        return MT_OK;
+    MT_CHECK(mt_snapshot_save(c->comm, c->pipe, c->model, c->o, &pos, file, sizeof file));
+    if (c->rank == 0)
+        mt_ckpt_prune(c->o->checkpoint_dir, c->o->net, c->o->keep, c->iter);
+    if (preempt) {
         mt_log(MT_LOG_INFO, "%s: checkpoint %s at iteration %ld; exit %d asks to requeue "
                "(--resume auto continues)", mt_signal_name(b.signal), file, c->iter,
                MT_EXIT_REQUEUE);
         c->preempted = b.signal;
-        return MT_OK;
     }
-    if (every > 0 && (due(c->iter, every) || c->iter == c->o->iterations))
-        MT_CHECK(mt_snapshot_save(c->comm, c->pipe, c->model, c->o, &pos, file, sizeof file));
     return MT_OK;
 }
 

@@ -6,7 +6,8 @@
 #    least (T = 30: the task defaults are tuned for T >= 25);
 #  - --inner pendulum=qn runs and differs from the exact solver;
 #  - a run resumed from its checkpoint at iteration 10, on another number
-#    of ranks, continues with the same costs;
+#    of ranks, continues with the same costs; --keep 2 leaves the newest two
+#    checkpoints and no stale write;
 #  - bad input (horizon 0, fewer steps than ranks, non-finite or
 #    non-positive hyper-parameters, 0 iterations, options of nets): one
 #    clear line, exit code 2 on every rank, nothing written.
@@ -67,6 +68,20 @@ else
     fail "checkpoint and resume of the task"; sed 's/^/    /' "$WORK/log"
 fi
 rm -rf "$WORK/ck" "$WORK/ck2"
+
+# --keep 2 with a checkpoint every 5 iterations: the files of 15 and 20 stay,
+# and a stale write left by a killed job goes too.
+mkdir -p "$WORK/ck"
+head -c 1000 /dev/urandom >"$WORK/ck/pendulum-step00000025.h5.tmp"
+if mt 2 --task pendulum --horizon 30 --iterations 20 --oracle gd --checkpoint-every 5 --keep 2 \
+        --checkpoint-dir "$WORK/ck" --run-dir "$WORK/keep" >"$WORK/log" 2>&1 &&
+    [ "$(ls "$WORK/ck" | tr '\n' ' ')" = "latest pendulum-step00000015.h5 pendulum-step00000020.h5 " ]
+then
+    pass "--keep 2: the checkpoints of iterations 15 and 20 remain, the stale .tmp is gone"
+else
+    fail "--keep 2 on the task leaves: $(ls "$WORK/ck" | tr '\n' ' ')"; tail -3 "$WORK/log"
+fi
+rm -rf "$WORK/ck"
 
 
 # Every rank must exit 2 (2 ranks); a few cases once more on 1 rank.
