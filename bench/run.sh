@@ -145,6 +145,8 @@ measure() {
     for try in $(seq 0 "${RETRIES:-2}"); do
         wait_quiet
         before=$(cpu_snap)
+        rm -rf "$raw/ckpt" # mtrain's end-of-run checkpoint: thrown away, and a
+                           # fresh run refuses a directory holding its net's
         "$@" >"$raw/$name.log.try" 2>&1
         echo "$before $(cpu_snap)" >"$raw/$name.cpu.try"
         mv "$raw/$name.log.try" "$raw/$name.log.new"

@@ -354,6 +354,8 @@ int mt_control_run(MPI_Comm comm, mt_options *o)
             code = agree(&c, mt_snapshot_load(comm, c.pipe, c.model, o, o->resume, &pos));
         c.iter = pos.step;
         c.first_row = c.iter; /* rows from `iter` on are (re)written by this run */
+    } else if (code == MT_EXIT_OK && o->checkpoint_every > 0) {
+        code = agree(&c, mt_ckpt_fresh_check(comm, o->checkpoint_dir, o->net));
     }
     if (code == MT_EXIT_OK && c.iter > o->iterations)
         code = agree(&c, MT_FAIL(MT_ERR_ARG, "--resume: the checkpoint is at iteration %ld, "

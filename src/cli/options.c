@@ -77,7 +77,8 @@ static const opt_row rows[] = {
     {"eval-every", OPT_LONG, F(eval_every), 0, 1e9, 0, NULL,
      "test evaluation period in steps (default 0: every epoch, and at the end)"},
     {"checkpoint-dir", OPT_STRING, F(checkpoint_dir), 0, 0, 0, NULL,
-     "checkpoint directory (default checkpoints)"},
+     "checkpoint directory (default checkpoints); a fresh start (no --resume) refuses one\n"
+     "      that holds checkpoints of its net"},
     {"checkpoint-every", OPT_LONG, F(checkpoint_every), 0, 1e9, 0, NULL,
      "checkpoint period in steps (default 0: at the end only)"},
     {"checkpoint-minutes", OPT_DOUBLE, F(checkpoint_minutes), 0, 1e6, 0, NULL,

@@ -67,9 +67,11 @@ static mt_status scan(const char *dir, mt_ckpt_list *list)
     int cap = 0;
     mt_status status = MT_OK;
 
+    /* Missing, or under a regular file: no checkpoints (creating it fails later). */
     if (!d)
-        return errno == ENOENT ? MT_OK : MT_FAIL(MT_ERR_IO, "cannot list %s: %s", dir,
-                                                 strerror(errno));
+        return errno == ENOENT || errno == ENOTDIR
+                   ? MT_OK
+                   : MT_FAIL(MT_ERR_IO, "cannot list %s: %s", dir, strerror(errno));
     while (status == MT_OK && (e = readdir(d)))
         if (strlen(e->d_name) < 256 && name_step(e->d_name, "") >= 0)
             status = list_add(list, &cap, e->d_name);
@@ -174,6 +176,22 @@ mt_status mt_resume_auto(MPI_Comm comm, mt_pipeline *p, const mt_model *m, const
     if (status == MT_OK && n_ours == 0)
         mt_log(MT_LOG_INFO, "--resume auto: no checkpoint of %s in %s, starting fresh",
                o->net, o->checkpoint_dir);
+    mt_ckpt_list_free(&list);
+    return status;
+}
+
+mt_status mt_ckpt_fresh_check(MPI_Comm comm, const char *dir, const char *net)
+{
+    mt_ckpt_list list;
+    mt_status status = MT_OK;
+
+    MT_CHECK(mt_ckpt_list_dir(comm, dir, &list));
+    for (int i = 0; i < list.n && status == MT_OK; i++)
+        if (ours(list.names[i], net, "")) /* newest first */
+            status = MT_FAIL(MT_ERR_ARG, "--checkpoint-dir %s already holds checkpoints of %s "
+                             "(newest %s) that a fresh start would overwrite: continue them "
+                             "with --resume auto, or give another --checkpoint-dir",
+                             dir, net, list.names[i]);
     mt_ckpt_list_free(&list);
     return status;
 }

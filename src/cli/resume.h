@@ -31,6 +31,11 @@ void mt_ckpt_list_free(mt_ckpt_list *list);
 mt_status mt_resume_auto(MPI_Comm comm, mt_pipeline *p, const mt_model *m, const mt_options *o,
                          mt_snapshot_pos *pos, char *path, size_t cap);
 
+/* A run that starts fresh (no --resume) into `dir`: fails with MT_ERR_ARG,
+ * naming the newest, when `dir` holds checkpoints of `net` (another run's,
+ * which its writes would overwrite step by step). Collective. */
+mt_status mt_ckpt_fresh_check(MPI_Comm comm, const char *dir, const char *net);
+
 /* Rank 0 only. After checkpoint `step` was written: delete the older
  * checkpoints of `net` in `dir` beyond the newest `keep` (0 keeps all; files
  * of later steps, left by an earlier attempt, are not counted) and stale

@@ -377,6 +377,8 @@ int mt_run(MPI_Comm comm, mt_options *o)
         code = agree(&c, mt_pipeline_init_params(c.pipe, o->seed));
     if (code == MT_EXIT_OK && o->resume[0])
         code = agree(&c, resume(&c));
+    else if (code == MT_EXIT_OK)
+        code = agree(&c, mt_ckpt_fresh_check(comm, o->checkpoint_dir, o->net));
     if (code == MT_EXIT_OK) {
         mt_default_run_dir(comm, o->net, mt_oracle_name(o->pipe.oracle.kind), o->run_dir,
                            sizeof o->run_dir);

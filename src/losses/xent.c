@@ -207,15 +207,13 @@ static mt_status xent_prox(mt_loss *loss, double s, int n, int n_total, const fl
         sb.x = x + (size_t)C * i;
         sb.label = labels[i];
         sub_solve(&sb, tol, yd, &it, &res);
-        if (!isfinite(res))
-            return MT_FAIL(MT_ERR_NUMERIC,
-                           "cross-entropy prox: non-finite values for sample %d"
-                           " (non-finite logits?)",
-                           i);
+        /* Non-finite logits (a diverged step) give a non-finite prox, passed
+         * on like any other value: the step ends, and the trainer's check of
+         * the loss and the parameters stops every rank together. */
         for (int j = 0; j < C; j++)
-            y[(size_t)C * i + j] = (float)yd[j];
+            y[(size_t)C * i + j] = isfinite(res) ? (float)yd[j] : NAN;
         max_it = it > max_it ? it : max_it;
-        max_res = res > max_res ? res : max_res;
+        max_res = isnan(max_res) || res <= max_res ? max_res : res;
     }
     if (rep) {
         rep->iterations = max_it;

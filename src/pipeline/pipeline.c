@@ -54,6 +54,7 @@ struct mt_pipeline {
     int by_micro;         /* this step takes gradient directions by micro-batch */
     int detail;           /* next step also measures the stage figures */
     mt_oracle_config detail_cfg; /* the oracle asking for residuals */
+    int numeric_warned;           /* solver failures met this step (soft_numeric) */
     mt_stage_stats st;    /* this stage's figures of the last detailed step */
 };
 
@@ -392,6 +393,25 @@ static int weights_by_micro(const mt_pipeline *p, int n, int M)
     return p->size > 1 && M > 1 && blocks / M >= omp_get_max_threads();
 }
 
+/* A solver that fails numerically inside a step (a Cholesky factor of a
+ * non-finite Gram matrix, say) fills its result with NaN instead of ending
+ * this rank alone: the NaNs reach the parameters, and the trainer's agreed
+ * check after the step stops every rank together. The first failure of a
+ * step is named in a warning. */
+static mt_status soft_numeric(mt_pipeline *p, mt_status st, const mt_op *op, float *out,
+                              size_t len)
+{
+    if (st != MT_ERR_NUMERIC)
+        return st;
+    if (!p->numeric_warned++)
+        mt_log_rank(MT_LOG_WARN, "op %s: %s; its result is set to NaN", op->name,
+                    mt_error_message());
+    mt_error_clear();
+    for (size_t i = 0; i < len; i++)
+        out[i] = NAN;
+    return MT_OK;
+}
+
 /* The gradient oracles' weight directions, micro-batch m's share, taken as
  * soon as its lambdas are known (after they went upstream): the weights need
  * not wait for the last micro-batch, and the work fills the time this stage
@@ -407,9 +427,11 @@ static mt_status weights_micro(mt_pipeline *p, int M, int m, int lo, int hi)
 
         if (!in_parts(p, op))
             continue;
-        MT_CHECK(mt_oracle_weights_part(oracle_of(p), op, p->params + p->off[k], hi - lo,
-                                        p->x[k] + lo * in, p->lam[k + 1] + lo * out,
-                                        p->dirs + p->off[k], part, &rep));
+        MT_CHECK(soft_numeric(p, mt_oracle_weights_part(oracle_of(p), op, p->params + p->off[k],
+                                                     hi - lo, p->x[k] + lo * in,
+                                                     p->lam[k + 1] + lo * out,
+                                                     p->dirs + p->off[k], part, &rep),
+                              op, p->dirs + p->off[k], op->n_params));
         if (part & MT_PART_LAST)
             count(p, &rep, 1);
     }
@@ -428,9 +450,11 @@ static mt_status backward_micro(mt_pipeline *p, int M, int m, int lo, int hi, do
         mt_op *op = p->model->ops[p->a + k];
         size_t in = size_at(p, k), out = size_at(p, k + 1);
         mt_solve_report rep = {0, 0.0};
-        MT_CHECK(mt_oracle_input(oracle_of(p), p->a + k, op, p->params + p->off[k], n,
-                                 p->x[k] + lo * in, p->x[k + 1] + lo * out,
-                                 p->lam[k + 1] + lo * out, p->lam[k] + lo * in, &rep, &p->ws));
+        MT_CHECK(soft_numeric(p, mt_oracle_input(oracle_of(p), p->a + k, op, p->params + p->off[k],
+                                              n, p->x[k] + lo * in, p->x[k + 1] + lo * out,
+                                              p->lam[k + 1] + lo * out, p->lam[k] + lo * in,
+                                              &rep, &p->ws),
+                              op, p->lam[k] + lo * in, (size_t)n * in));
         count(p, &rep, 0);
         mt_arena_reset(&p->ws);
     }
@@ -494,9 +518,10 @@ static mt_status weight_phase(mt_pipeline *p, int n)
         if (op->n_params == 0 || in_parts(p, op))
             continue; /* none, or taken micro-batch by micro-batch */
         mt_solve_report rep = {0, 0.0};
-        MT_CHECK(mt_oracle_weights(oracle_of(p), op, p->params + p->off[k], n, p->x[k],
-                                   p->x[k + 1], p->lam[k + 1], p->dirs + p->off[k], &rep,
-                                   &p->ws));
+        MT_CHECK(soft_numeric(p, mt_oracle_weights(oracle_of(p), op, p->params + p->off[k], n,
+                                                p->x[k], p->x[k + 1], p->lam[k + 1],
+                                                p->dirs + p->off[k], &rep, &p->ws),
+                              op, p->dirs + p->off[k], op->n_params));
         count(p, &rep, 1);
         mt_arena_reset(&p->ws);
     }
@@ -548,6 +573,7 @@ static mt_status run(mt_pipeline *p, int n, int train, mt_step_stats *stats)
     int lo, hi;
 
     memset(stats, 0, sizeof *stats);
+    p->numeric_warned = 0;
     p->by_micro = train && weights_by_micro(p, n, M);
     if (train && p->detail)
         memset(&p->st, 0, sizeof p->st);

@@ -13,7 +13,8 @@
 #     regular file; root ignores permission bits): exit 2 before training;
 #     and one replaced by a regular file mid-run: exit 1, the previous
 #     checkpoint kept;
-#  4. non-finite values (--lr 1e6 with gd; moreau): exit 1, the message
+#  4. non-finite values (--lr 1e6 with gd; moreau): exit 1 without an
+#     MPI_Abort, the message
 #     names the step and the stage (op and rank), and no checkpoint holds
 #     the bad state (the newest one has finite parameters and an earlier
 #     step than the failing one).
@@ -162,16 +163,18 @@ else
 fi
 
 # ---- 4. non-finite values ---------------------------------------------------
+# nonfinite NP ORACLE PATTERN [NET]: a run with --lr 1e6 stops as said above.
 nonfinite() {
-    local np=$1 oracle=$2 pattern=$3 ck="$WORK/ck-nan-$1-$2"
-    mt "$np" "${base[@]}" --batch 128 --oracle "$oracle" --lr 1e6 --steps 8 --checkpoint-every 1 \
-        --run-dir "$WORK/run-nan" --checkpoint-dir "$ck" >"$WORK/log" 2>&1
+    local np=$1 oracle=$2 pattern=$3 net=${4:-convnet} ck="$WORK/ck-nan-$1-$2-${4:-convnet}"
+    mt "$np" "${base[@]}" --net "$net" --batch 128 --oracle "$oracle" --lr 1e6 --steps 8 \
+        --checkpoint-every 1 --run-dir "$WORK/run-nan" --checkpoint-dir "$ck" >"$WORK/log" 2>&1
     local code=$? line step newest
     line=$(grep 'mtrain:' "$WORK/log" | head -1)
     step=$(echo "$line" | sed -n 's/.*step \([0-9]*\).*/\1/p')
     newest=$(ls "$ck" | grep '\.h5$' | tail -1)
     if [ $code -ne 0 ] && [ $code -lt 128 ] && [[ "$line" =~ $pattern ]] && [ -n "$step" ] &&
-            [ -n "$newest" ] && [ "$newest" \< "$(printf 'convnet-step%08d.h5' "$step")" ] &&
+            ! grep -q MPI_ABORT "$WORK/log" &&
+            [ -n "$newest" ] && [ "$newest" \< "$(printf '%s-step%08d.h5' "$net" "$step")" ] &&
             "$EXACT_PY" - "$ck/$newest" <<'PY'
 import sys, h5py, numpy as np
 f = h5py.File(sys.argv[1], "r")
@@ -185,5 +188,15 @@ PY
 }
 nonfinite 2 gd 'step [0-9]+: non-finite parameters in op features\.0 \(conv2d, stage of rank 0\)'
 nonfinite 4 gd 'step [0-9]+: non-finite parameters in op features\.0 \(conv2d, stage of rank 0\)'
-nonfinite 2 moreau '\[rank 1\] step [0-9]+: .*non-finite'
+# moreau: the loss's prox meets non-finite logits mid-step; it passes NaN on,
+# and the same agreed check stops every rank after the step (no MPI_Abort).
+nonfinite 2 moreau '^mtrain: step [0-9]+: non-finite parameters in op .* after the update'
+nonfinite 4 moreau '^mtrain: step [0-9]+: non-finite parameters in op .* after the update'
+# dtp on mlp: a closed form's Cholesky factor of a non-finite Gram matrix
+# fails on rank 1; a warning names the op, the result is NaN, and the same
+# check stops the job.
+nonfinite 2 dtp '^mtrain: step [0-9]+: non-finite parameters in op .* after the update' mlp
+grep -q '^\[rank 1\] op classifier\.[0-9]: Cholesky factorisation failed .* set to NaN' "$WORK/log" &&
+    pass "dtp on mlp: the failed Cholesky factor is named: $(grep -m1 Cholesky "$WORK/log")" ||
+    fail "dtp on mlp: no warning naming the failed Cholesky factor"
 finish

@@ -2,7 +2,8 @@
 # Resume: 6 steps straight equal 3 steps, a checkpoint, and 3 more steps
 # resumed from it (losses bit for bit), also when the resumed run uses
 # another number of ranks; the checkpoint is readable by h5dump and h5py
-# with PyTorch's state_dict names and layouts.
+# with PyTorch's state_dict names and layouts; two nets share a directory;
+# a fresh start never overwrites a directory's checkpoints of its net.
 source "$(dirname "$0")/common.sh"
 common=(--data "$CIFAR" --net convnet --batch 64 --eval-every 0 --log-every 3 --threads 1)
 
@@ -46,6 +47,22 @@ if mt 1 "${common[@]}" --steps 4 --resume auto --run-dir "$WORK/sh-conv" \
     pass "resume auto beside another net's checkpoints: its own step 2, the mlp's file kept"
 else
     fail "resume auto beside another net's checkpoints"; tail -3 "$WORK/log"
+fi
+
+# A fresh start (no --resume) into a directory holding the net's checkpoints
+# would overwrite them: exit 2 on both ranks before training, one line naming
+# the directory and the newest file, every file unchanged.
+sums() { (cd "$shared" && md5sum * | sort); }
+before=$(sums)
+mt 2 "${common[@]}" --steps 4 --run-dir "$WORK/sh-fresh" --checkpoint-dir "$shared" \
+    >"$WORK/log" 2>&1
+code=$?
+line="mtrain: --checkpoint-dir $shared already holds checkpoints of convnet (newest convnet-step00000004.h5)"
+if [ $code = 2 ] && [ "$(grep -c "^$line" "$WORK/log")" = 1 ] && [ "$(sums)" = "$before" ] &&
+        ! grep -q '^step' "$WORK/log" && [ ! -e "$WORK/sh-fresh/metrics.csv" ]; then
+    pass "fresh start into a directory with the net's checkpoints: exit 2, files unchanged"
+else
+    fail "fresh start over existing checkpoints: exit $code"; tail -3 "$WORK/log"
 fi
 
 # The checkpoint layout, as a PyTorch user reads it.
