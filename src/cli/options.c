@@ -282,6 +282,51 @@ static mt_status check_optim(const mt_options *o, char *err, size_t cap)
     return MT_OK;
 }
 
+/* The hyper-parameters each oracle reads (ALGORITHMS.md section 4): one given
+ * to an oracle that ignores it is a mistake worth a line, not a silent no-op. */
+#define ORC(k) (1u << (k))
+static const struct {
+    const char *name;
+    unsigned oracles;
+} oracle_options[] = {
+    {"kappa", ORC(MT_ORACLE_PENALIZED)},
+    {"sigma", ORC(MT_ORACLE_PENALIZED) | ORC(MT_ORACLE_MOREAU) | ORC(MT_ORACLE_DTP)},
+    {"sigma-schedule", ORC(MT_ORACLE_PENALIZED) | ORC(MT_ORACLE_MOREAU)},
+    {"gamma", ORC(MT_ORACLE_PENALIZED) | ORC(MT_ORACLE_MOREAU) | ORC(MT_ORACLE_DTP)},
+    {"prox-tau", ORC(MT_ORACLE_PROXPROP)},
+    {"dtp-rho", ORC(MT_ORACLE_DTP)},
+    {"inner", ~ORC(MT_ORACLE_GD)}, /* gd solves nothing */
+};
+
+static mt_status check_oracle_options(const mt_options *o, char *err, size_t cap)
+{
+    const mt_oracle_kind kind = o->pipe.oracle.kind;
+
+    for (size_t i = 0; i < sizeof oracle_options / sizeof *oracle_options; i++) {
+        unsigned mask = oracle_options[i].oracles;
+        char list[96] = "";
+        int n = 0, count = 0;
+
+        if (!given(o, oracle_options[i].name) || (mask & ORC(kind)))
+            continue;
+        for (int k = 0; k < MT_ORACLE_COUNT; k++)
+            count += (mask & ORC(k)) != 0;
+        for (int k = 0; k < MT_ORACLE_COUNT; k++) {
+            size_t used = strlen(list);
+            if (!(mask & ORC(k)))
+                continue;
+            n++;
+            snprintf(list + used, sizeof list - used, "%s%s",
+                     n == 1 ? "" : n == count ? " or " : ", ", mt_oracle_name(k));
+        }
+        snprintf(err, cap, "--%s applies to --oracle %s, not %s", oracle_options[i].name, list,
+                 mt_oracle_name(kind));
+        return MT_ERR_ARG;
+    }
+    return MT_OK;
+}
+#undef ORC
+
 static mt_status finish(mt_options *o, char *err, size_t cap)
 {
     mt_oracle_config *oc = &o->pipe.oracle;
@@ -308,6 +353,7 @@ static mt_status finish(mt_options *o, char *err, size_t cap)
     if (o->pipe.optim.kind == MT_OPTIM_PLAIN && !given(o, "lr"))
         o->pipe.optim.lr = 1.0;
     MT_CHECK(check_optim(o, err, cap));
+    MT_CHECK(check_oracle_options(o, err, cap));
     return mt_control_finish(o, err, cap);
 }
 

@@ -24,6 +24,15 @@ expect_usage 2 "--micro-batches 5" --net convnet --batch 128 --micro-batches 5
 expect_usage 2 "--nesterov applies to --optim sgd, not adam" --optim adam --nesterov
 expect_usage 1 "--momentum applies to --optim sgd, not plain" --optim plain --momentum 0.5
 expect_usage 1 "--nesterov needs a momentum > 0" --nesterov --momentum 0
+# hyper-parameters of other oracles than the one chosen
+expect_usage 2 "--kappa applies to --oracle penalized, not gd" --oracle gd --kappa 0.5
+expect_usage 1 "--gamma applies to --oracle penalized, moreau or dtp, not proxprop" \
+    --oracle proxprop --gamma 2
+expect_usage 1 "--inner applies to --oracle penalized, moreau, proxprop or dtp, not gd" \
+    --oracle gd --inner cg:2
+expect_usage 2 "--sigma-schedule applies to --oracle penalized or moreau, not dtp" \
+    --oracle dtp --sigma-schedule geometric
+expect_usage 1 "--dtp-rho applies to --oracle dtp, not moreau" --oracle moreau --dtp-rho 0.2
 expect_usage 5 "use between 1 and 4 ranks" --net mlp --steps 1 --threads 1
 expect_usage 8 "use between 1 and 4 ranks" --net convnet --steps 1 --threads 1
 expect_usage 2 "does not exist" --data "$WORK/nowhere" --steps 1
