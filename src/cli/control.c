@@ -345,6 +345,9 @@ int mt_control_run(MPI_Comm comm, mt_options *o)
     MPI_Comm_size(comm, &c.size);
 
     code = agree(&c, build(&c));
+    /* The directory is this run's alone while it runs (as for nets). */
+    if (code == MT_EXIT_OK)
+        code = agree(&c, mt_ckpt_dir_claim(comm, o->checkpoint_dir, o->net, 0));
     if (code == MT_EXIT_OK && o->resume[0]) {
         mt_snapshot_pos pos = {0, 1, 1, ""};
         char used[1024] = "";
@@ -367,6 +370,8 @@ int mt_control_run(MPI_Comm comm, mt_options *o)
                            sizeof o->run_dir);
         code = agree(&c, open_metrics(&c));
     }
+    if (code == MT_EXIT_OK && o->checkpoint_every > 0)
+        code = agree(&c, mt_ckpt_dir_claim(comm, o->checkpoint_dir, o->net, 1));
     /* From here a preemption signal only sets a flag, acted on after an iteration. */
     if (code == MT_EXIT_OK)
         code = agree(&c, mt_signals_install());
@@ -376,6 +381,7 @@ int mt_control_run(MPI_Comm comm, mt_options *o)
     }
     if (c.csv)
         fclose(c.csv);
+    mt_ckpt_dir_release();
     mt_pipeline_destroy(&c.pipe);
     mt_model_destroy(&c.model);
     return code == MT_EXIT_OK && c.preempted ? MT_EXIT_REQUEUE : code;

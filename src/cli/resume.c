@@ -1,12 +1,14 @@
 /*
  * resume.c - the checkpoint directory of a run: list its checkpoints, pick
  * the newest usable one for --resume auto, prune old ones for --keep, and
- * cut metrics.csv back to the resumed step. File-system work is done by
+ * cut metrics.csv back to the resumed step, claim the directory for one
+ * run at a time. File-system work is done by
  * rank 0 and its outcome broadcast, so every rank takes the same branch.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -286,21 +288,76 @@ mt_status mt_metrics_trim(const char *dir, long step)
     return trim_csv(dir, "stages.csv", 0, step);     /* step,stage,... */
 }
 
-mt_status mt_ckpt_dir_check(MPI_Comm comm, const char *dir)
+/* The lock file descriptor of this process's claim (rank 0), or -1. A POSIX
+ * record lock dies with its process, so a killed job never leaves its
+ * directory claimed; closing any other descriptor of the file would drop
+ * it, and nothing else opens the file. */
+static int claim_fd = -1;
+
+/* Rank 0: lock <dir>/.<net>.lock for this process's lifetime. */
+static mt_status lock_dir(const char *dir, const char *net)
+{
+    char path[1200], who[128] = "";
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    int fd;
+
+    if (claim_fd >= 0)
+        return MT_OK;
+    snprintf(path, sizeof path, "%s/.%s.lock", dir, net);
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return MT_FAIL(MT_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    if (fcntl(fd, F_SETLK, &fl) == 0) {
+        char host[64] = "?";
+        gethostname(host, sizeof host - 1);
+        snprintf(who, sizeof who, "pid %ld on %s\n", (long)getpid(), host);
+        if (ftruncate(fd, 0) != 0 || pwrite(fd, who, strlen(who), 0) < 0)
+            mt_log(MT_LOG_WARN, "%s: cannot record this run in it: %s", path, strerror(errno));
+        claim_fd = fd;
+        return MT_OK;
+    }
+    if (errno != EACCES && errno != EAGAIN) { /* a file system without locks */
+        mt_log(MT_LOG_WARN, "cannot lock %s (%s): two runs of %s sharing this directory "
+               "would overwrite each other's checkpoints", path, strerror(errno), net);
+        close(fd);
+        return MT_OK;
+    }
+    ssize_t got = pread(fd, who, sizeof who - 1, 0);
+    close(fd);
+    who[got > 0 ? got : 0] = '\0';
+    who[strcspn(who, "\n")] = '\0';
+    return MT_FAIL(MT_ERR_ARG, "--checkpoint-dir %s is in use by another run of %s (%s holds "
+                   "%s): wait for it to end, or give another --checkpoint-dir", dir, net,
+                   who[0] ? who : "a process", path);
+}
+
+mt_status mt_ckpt_dir_claim(MPI_Comm comm, const char *dir, const char *net, int create)
 {
     int rank, ok;
     mt_status status = MT_OK;
+    struct stat sb;
 
     MPI_Comm_rank(comm, &rank);
+    if (rank == 0 && !create && (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)))
+        rank = -1; /* nothing to claim yet, nor to check */
     if (rank == 0) {
         status = mt_mkdir_p(dir);
         if (status == MT_OK && access(dir, W_OK | X_OK) != 0)
             status = MT_FAIL(MT_ERR_IO, "--checkpoint-dir %s is not writable: %s", dir,
                              strerror(errno));
+        if (status == MT_OK)
+            status = lock_dir(dir, net);
     }
     ok = status == MT_OK;
     MPI_Bcast(&ok, 1, MPI_INT, 0, comm);
-    if (!ok && rank != 0)
+    if (!ok && rank > 0)
         return MT_FAIL(MT_ERR_IO, "--checkpoint-dir %s is not usable (see rank 0)", dir);
     return status;
+}
+
+void mt_ckpt_dir_release(void)
+{
+    if (claim_fd >= 0)
+        close(claim_fd);
+    claim_fd = -1;
 }

@@ -47,8 +47,15 @@ void mt_ckpt_prune(const char *dir, const char *net, long keep, long step);
  * atomic (tmp + rename). */
 mt_status mt_metrics_trim(const char *dir, long step);
 
-/* Collective. The checkpoint directory exists (rank 0 creates it) and is a
- * writable directory; MT_ERR_IO naming it otherwise, on every rank. */
-mt_status mt_ckpt_dir_check(MPI_Comm comm, const char *dir);
+/* Collective. The checkpoint directory exists (rank 0 creates it when
+ * `create`; without, a missing directory is left for later and MT_OK), is a
+ * writable directory (MT_ERR_IO naming it otherwise, on every rank), and
+ * this run holds <dir>/.<net>.lock until it ends: MT_ERR_ARG naming the
+ * holder when another run of `net` holds it (on a file system without
+ * locks, a warning and no lock). A second call after a claim only checks. */
+mt_status mt_ckpt_dir_claim(MPI_Comm comm, const char *dir, const char *net, int create);
+
+/* Drop this process's claim (rank 0; a no-op elsewhere). */
+void mt_ckpt_dir_release(void);
 
 #endif

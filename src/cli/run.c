@@ -323,13 +323,14 @@ static mt_status resume(run_ctx *c)
     return MT_OK;
 }
 
-/* The checkpoint directory must take files; metrics.csv continues at the
- * resumed step (rows an interrupted attempt wrote after it are dropped). */
+/* The checkpoint directory must take files and be this run's alone;
+ * metrics.csv continues at the resumed step (rows an interrupted attempt
+ * wrote after it are dropped). */
 static mt_status prepare_outputs(run_ctx *c)
 {
     mt_status st = MT_OK;
 
-    MT_CHECK(mt_ckpt_dir_check(c->comm, c->o->checkpoint_dir));
+    MT_CHECK(mt_ckpt_dir_claim(c->comm, c->o->checkpoint_dir, c->o->net, 1));
     if (c->rank == 0 && c->step > 0)
         st = mt_metrics_trim(c->o->run_dir, c->step);
     if (c->rank == 0 && st == MT_OK)
@@ -339,6 +340,7 @@ static mt_status prepare_outputs(run_ctx *c)
 
 static void teardown(run_ctx *c)
 {
+    mt_ckpt_dir_release();
     mt_metrics_close(&c->metrics);
     mt_pipeline_destroy(&c->pipe);
     mt_model_destroy(&c->model);
@@ -375,6 +377,10 @@ int mt_run(MPI_Comm comm, mt_options *o)
     }
     if (code == MT_EXIT_OK)
         code = agree(&c, mt_pipeline_init_params(c.pipe, o->seed));
+    /* An existing checkpoint directory is claimed before it is read, so a
+     * run of the same net still writing there is named first. */
+    if (code == MT_EXIT_OK)
+        code = agree(&c, mt_ckpt_dir_claim(comm, o->checkpoint_dir, o->net, 0));
     if (code == MT_EXIT_OK && o->resume[0])
         code = agree(&c, resume(&c));
     else if (code == MT_EXIT_OK)

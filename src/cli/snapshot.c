@@ -122,14 +122,18 @@ static mt_status make_attrs(mt_ckpt_state *st, mt_pipeline *p, const mt_model *m
     return MT_OK;
 }
 
-static mt_status write_latest(const char *dir, const char *file)
+/* <dir>/latest names `file`, replaced atomically. The temporary file is the
+ * net's own (".latest.<net>.tmp"): runs of other nets may share the
+ * directory and write theirs at the same moment, and one run per net holds
+ * the directory (mt_ckpt_dir_claim). */
+static mt_status write_latest(const char *dir, const char *net, const char *file)
 {
-    char path[1100], tmp[1110];
+    char path[1100], tmp[1200];
     FILE *f;
     int bad;
 
     snprintf(path, sizeof path, "%s/latest", dir);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    snprintf(tmp, sizeof tmp, "%s/.latest.%s.tmp", dir, net);
     f = fopen(tmp, "w");
     if (!f)
         return MT_FAIL(MT_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
@@ -177,7 +181,7 @@ mt_status mt_snapshot_save(MPI_Comm comm, mt_pipeline *p, const mt_model *m,
     MT_CHECK(status);
 
     /* The pointer follows the file; every rank learns whether it moved. */
-    status = rank == 0 ? write_latest(o->checkpoint_dir, file) : MT_OK;
+    status = rank == 0 ? write_latest(o->checkpoint_dir, o->net, file) : MT_OK;
     ok = status == MT_OK;
     MPI_Bcast(&ok, 1, MPI_INT, 0, comm);
     if (!ok)

@@ -3,7 +3,8 @@
 # resumed from it (losses bit for bit), also when the resumed run uses
 # another number of ranks; the checkpoint is readable by h5dump and h5py
 # with PyTorch's state_dict names and layouts; two nets share a directory;
-# a fresh start never overwrites a directory's checkpoints of its net.
+# a fresh start never overwrites a directory's checkpoints of its net; two
+# runs of one net never write into one directory at once.
 source "$(dirname "$0")/common.sh"
 common=(--data "$CIFAR" --net convnet --batch 64 --eval-every 0 --log-every 3 --threads 1)
 
@@ -63,6 +64,49 @@ if [ $code = 2 ] && [ "$(grep -c "^$line" "$WORK/log")" = 1 ] && [ "$(sums)" = "
     pass "fresh start into a directory with the net's checkpoints: exit 2, files unchanged"
 else
     fail "fresh start over existing checkpoints: exit $code"; tail -3 "$WORK/log"
+fi
+
+# Two runs of one net into one directory: while a run holds it (a lock
+# that dies with its process), a second one, fresh or --resume auto, exits
+# 2 naming the holder before it reads or writes anything; a run of another
+# net may share the directory; once the holder is SIGKILLed, --resume auto
+# goes on.
+ck_lock="$WORK/ck-lock"
+timeout -s KILL 120 mpirun -n 1 "$MTRAIN_BIN" "${common[@]}" --steps 100000 --log-every 1 \
+    --checkpoint-every 5 --run-dir "$WORK/lock-a" --checkpoint-dir "$ck_lock" \
+    >"$WORK/lock-a.log" 2>&1 &
+holder=$!
+t=0
+until [ -f "$ck_lock/latest" ] || [ $t -ge 600 ]; do sleep 0.1; t=$((t + 1)); done
+pid_a=$(pgrep -P "$(pgrep -P $holder)" | head -1)
+for how in fresh auto; do
+    extra=(); [ $how = auto ] && extra=(--resume auto)
+    mt 2 "${common[@]}" --steps 4 --run-dir "$WORK/lock-$how" --checkpoint-dir "$ck_lock" \
+        "${extra[@]}" >"$WORK/log" 2>&1
+    code=$?
+    if [ $code = 2 ] && [ "$(grep -c '^mtrain:' "$WORK/log")" = 1 ] &&
+            grep -q "^mtrain: --checkpoint-dir $ck_lock is in use by another run of convnet (pid $pid_a on .* holds $ck_lock/.convnet.lock)" "$WORK/log" &&
+            [ ! -e "$WORK/lock-$how" ]; then
+        pass "a second run ($how) while pid $pid_a holds the directory: exit 2, nothing written"
+    else
+        fail "a second run ($how) into a held directory: exit $code"; tail -3 "$WORK/log"
+    fi
+done
+if mt 1 "${common[@]}" --net mlp --steps 1 --run-dir "$WORK/lock-mlp" \
+        --checkpoint-dir "$ck_lock" >"$WORK/log" 2>&1; then
+    pass "a run of another net shares the held directory"
+else
+    fail "a run of another net beside a held directory"; tail -3 "$WORK/log"
+fi
+# the rank first (its lock goes with it), then mpirun and the guard
+kill -KILL "$pid_a" 2>/dev/null
+kill -KILL $(pgrep -P $holder) $holder 2>/dev/null
+wait $holder 2>/dev/null
+if mt 2 "${common[@]}" --steps 6 --resume auto --run-dir "$WORK/lock-a" \
+        --checkpoint-dir "$ck_lock" >"$WORK/log" 2>&1 && grep -q 'resumed from' "$WORK/log"; then
+    pass "after the holder was SIGKILLed, --resume auto takes the directory"
+else
+    fail "resume after the holder was killed"; tail -3 "$WORK/log"
 fi
 
 # The checkpoint layout, as a PyTorch user reads it.
