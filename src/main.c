@@ -8,6 +8,7 @@
 
 #include "cli/options.h"
 #include "cli/run.h"
+#include "cli/signals.h"
 
 int main(int argc, char **argv)
 {
@@ -15,6 +16,11 @@ int main(int argc, char **argv)
     char err[512] = "";
     int rank, provided, code;
 
+    /* Preemption signals only set a flag from the first instant: one that
+     * comes while MPI starts or the data loads is acted on after the first
+     * step (checkpoint, exit 3) instead of killing the rank. mt_run checks
+     * the installation again once errors can be reported. */
+    (void)mt_signals_install();
     MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);

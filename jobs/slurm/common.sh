@@ -8,6 +8,9 @@
 #   0  training finished: the job ends with 0;
 #   3  mtrain checkpointed after a signal: the job requeues itself
 #      (scontrol requeue) and will continue from that checkpoint;
+#   >128 after a signal reached the batch shell: mtrain was killed by the
+#      preemption before it could checkpoint; requeued the same way (it
+#      continues from the newest complete checkpoint);
 #   *  anything else: the job fails with that code.
 # SIGUSR1, SIGTERM and SIGINT reaching the batch shell (e.g. from
 # `#SBATCH --signal=B:USR1@300`, or `scancel --batch --signal=USR1 JOB`) are
@@ -147,7 +150,16 @@ mt_slurm_run() {
     case $mt_rc in
         0) mt_slurm_log "mtrain finished"; return 0 ;;
         3) mt_slurm_log "mtrain checkpointed (exit 3)"; mt_slurm_requeue ;;
-        *) mt_slurm_log "mtrain failed with exit code $mt_rc${mt_got_signal:+ after $mt_got_signal}"
+        *) if [ -n "$mt_got_signal" ] && [ "$mt_rc" -gt 128 ]; then
+               # Killed by the preemption itself (the signal came before the
+               # ranks were up, or SLURM killed them): the checkpoints on disk
+               # are complete, so the job continues from the newest one.
+               mt_slurm_log "mtrain was killed (exit $mt_rc) after $mt_got_signal before it" \
+                   "could checkpoint"
+               mt_slurm_requeue
+               return
+           fi
+           mt_slurm_log "mtrain failed with exit code $mt_rc${mt_got_signal:+ after $mt_got_signal}"
            return "$mt_rc" ;;
     esac
 }

@@ -76,13 +76,20 @@ job_ended() { case $(job_field "$1" JobState) in COMPLETED | FAILED | CANCELLED 
 
 # wait_for_row JOB RESTARTS ROWS METRICS: wait (up to 120 s, less if the job
 # ends) until the job runs for the (RESTARTS+1)-th time and METRICS holds
-# ROWS training rows.
+# ROWS training rows, one of them at least written by this run (the rows
+# of the earlier runs are there from its start: a signal sent before the
+# run trains would test the launch, not the preemption at a step).
 wait_for_row() {
-    local i
+    local i base=
     for ((i = 0; i < 600; i++)); do
-        if [ "$(job_field "$1" JobState)" = RUNNING ] && [ "$(job_field "$1" Restarts)" = "$2" ] \
-            && [ "$(n_rows "$4")" -ge "$3" ]; then
-            return 0
+        if [ "$(job_field "$1" JobState)" = RUNNING ] && [ "$(job_field "$1" Restarts)" = "$2" ]
+        then
+            [ -n "$base" ] || base=$(n_rows "$4")
+            local now
+            now=$(n_rows "$4")
+            if [ "$now" -ge "$3" ] && { [ "$2" = 0 ] || [ "$now" -gt "$base" ]; }; then
+                return 0
+            fi
         fi
         job_ended "$1" && return 1
         sleep 0.2
