@@ -357,7 +357,7 @@ int mt_control_run(MPI_Comm comm, mt_options *o)
             code = agree(&c, mt_snapshot_load(comm, c.pipe, c.model, o, o->resume, &pos));
         c.iter = pos.step;
         c.first_row = c.iter; /* rows from `iter` on are (re)written by this run */
-    } else if (code == MT_EXIT_OK && o->checkpoint_every > 0) {
+    } else if (code == MT_EXIT_OK) { /* a preemption writes one even without a period */
         code = agree(&c, mt_ckpt_fresh_check(comm, o->checkpoint_dir, o->net));
     }
     if (code == MT_EXIT_OK && c.iter > o->iterations)
@@ -370,7 +370,7 @@ int mt_control_run(MPI_Comm comm, mt_options *o)
                            sizeof o->run_dir);
         code = agree(&c, open_metrics(&c));
     }
-    if (code == MT_EXIT_OK && o->checkpoint_every > 0)
+    if (code == MT_EXIT_OK)
         code = agree(&c, mt_ckpt_dir_claim(comm, o->checkpoint_dir, o->net, 1));
     /* From here a preemption signal only sets a flag, acted on after an iteration. */
     if (code == MT_EXIT_OK)

@@ -42,7 +42,8 @@ mt_status mt_snapshot_load(MPI_Comm comm, mt_pipeline *p, const mt_model *m,
                            const mt_options *o, const char *path, mt_snapshot_pos *pos);
 
 /* The net's description stored in checkpoints: per op its kind, name,
- * input and output shapes and parameter count. MT_ERR_ARG if it exceeds cap. */
+ * input and output shapes and parameter count; when that does not fit in
+ * cap bytes, the op count and the full text's length and CRC-32. */
 mt_status mt_snapshot_model_text(const mt_model *m, char *buf, size_t cap);
 
 #endif

@@ -83,6 +83,29 @@ else
 fi
 rm -rf "$WORK/ck"
 
+# A long horizon (200 ops: their description exceeds the checkpoint's text
+# attribute and is stored as length + CRC-32) checkpoints and resumes; a
+# fresh run without --checkpoint-every (a preemption would still write one)
+# refuses the directory that now holds pendulum checkpoints.
+long=(--task pendulum --horizon 200 --oracle penalized --checkpoint-dir "$WORK/ck")
+if mt 1 "${long[@]}" --iterations 4 --checkpoint-every 2 --run-dir "$WORK/long" \
+        >"$WORK/log" 2>&1 &&
+    mt 1 "${long[@]}" --iterations 6 --checkpoint-every 2 --resume auto --run-dir "$WORK/long" \
+        >"$WORK/log" 2>&1 && [ -f "$WORK/ck/pendulum-step00000006.h5" ]; then
+    pass "horizon 200: checkpoint at 4, resume auto to 6"
+else
+    fail "horizon 200 checkpoint and resume"; tail -3 "$WORK/log"
+fi
+mt 1 "${long[@]}" --iterations 4 --run-dir "$WORK/long2" >"$WORK/log" 2>&1
+code=$?
+if [ $code = 2 ] && grep -q "^mtrain: --checkpoint-dir $WORK/ck already holds checkpoints of pendulum" \
+        "$WORK/log"; then
+    pass "a fresh task run without --checkpoint-every refuses a directory with its checkpoints"
+else
+    fail "fresh task run over pendulum checkpoints: exit $code"; tail -3 "$WORK/log"
+fi
+rm -rf "$WORK/ck"
+
 
 # Every rank must exit 2 (2 ranks); a few cases once more on 1 rank.
 expect_usage 1 "--horizon '0'" --task pendulum --horizon 0
