@@ -51,7 +51,7 @@ run() {
     mkdir -p "$dir"
     ( rc=0
       "${mt[@]}" --task pendulum --iterations "$iters" --log-every 100 --run-dir "$dir" \
-          "$@" >"$dir/log" 2>&1 || rc=$?
+          --checkpoint-dir "$dir/ck" "$@" >"$dir/log" 2>&1 || rc=$?
       echo "$rc" >"$dir/status" ) &
 }
 
