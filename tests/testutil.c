@@ -1,4 +1,5 @@
 /* testutil.c - the CUnit runner and numeric helpers shared by all suites. */
+#define _XOPEN_SOURCE 700 /* mkdtemp */
 #include "testutil.h"
 
 #include <CUnit/Basic.h>
@@ -6,6 +7,7 @@
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static int run_suite(const char *suite, const mt_test_case *tests, int n_tests, int verbose)
 {
@@ -69,4 +71,16 @@ const char *mt_test_data_dir(void)
 {
     const char *dir = getenv("MTRAIN_SHARED_DATA");
     return dir ? dir : "../shared/data";
+}
+
+int mt_test_tmpdir(char *dir, size_t cap, const char *tag)
+{
+    int len = snprintf(dir, cap, "/tmp/%s-", tag);
+
+    if (len < 0 || (size_t)len + 7 > cap)
+        return -1;
+    /* mkdtemp's template: the name ends in six 'X', which it replaces */
+    memset(dir + len, 'X', 6);
+    dir[len + 6] = '\0';
+    return mkdtemp(dir) ? 0 : -1;
 }

@@ -29,6 +29,9 @@ void mt_test_fill(float *x, size_t n, float lo, float hi, uint64_t seed);
 double mt_test_max_rel(const float *a, const float *b, size_t n, double abs_floor);
 /* Directory of the development data mirror ($MTRAIN_SHARED_DATA or ../shared/data). */
 const char *mt_test_data_dir(void);
+/* Create a fresh directory /tmp/<tag>-<6 random characters> (mkdtemp); its
+ * name in dir (cap bytes). 0 on success, -1 otherwise. Local. */
+int mt_test_tmpdir(char *dir, size_t cap, const char *tag);
 
 /* Assert that a status is MT_OK, printing the error message otherwise. */
 #define MT_TEST_OK(expr)                                                           \

@@ -224,11 +224,8 @@ static char tmp_dir[64];
 
 static void make_tmpdir(void)
 {
-    if (rank_of_world() == 0) {
-        snprintf(tmp_dir, sizeof tmp_dir, "/tmp/mt_ckpt_XXXXXX");
-        if (!mkdtemp(tmp_dir))
-            tmp_dir[0] = '\0';
-    }
+    if (rank_of_world() == 0 && mt_test_tmpdir(tmp_dir, sizeof tmp_dir, "mt_ckpt") != 0)
+        tmp_dir[0] = '\0';
     MPI_Bcast(tmp_dir, sizeof tmp_dir, MPI_CHAR, 0, MPI_COMM_WORLD);
     CU_ASSERT_FATAL(tmp_dir[0] != '\0');
 }

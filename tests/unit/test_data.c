@@ -53,8 +53,7 @@ static uint8_t *read_prefix(const char *path, size_t n)
 
 static void make_tmpdir(char *dir, size_t cap)
 {
-    snprintf(dir, cap, "/tmp/mtrain-test-data-XXXXXX");
-    CU_ASSERT_FATAL(mkdtemp(dir) != NULL);
+    CU_ASSERT_FATAL(mt_test_tmpdir(dir, cap, "mtrain-test-data") == 0);
 }
 
 static void remove_tree(const char *dir)

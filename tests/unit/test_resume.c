@@ -75,8 +75,7 @@ static char dir[64];
 
 static void make_dir(void)
 {
-    snprintf(dir, sizeof dir, "/tmp/mt_resume_XXXXXX");
-    CU_ASSERT_FATAL(mkdtemp(dir) != NULL);
+    CU_ASSERT_FATAL(mt_test_tmpdir(dir, sizeof dir, "mt_resume") == 0);
 }
 
 static void touch(const char *name, const char *text)
