@@ -6,6 +6,7 @@
 #include <omp.h>
 #include <stdio.h>
 
+#include "cli/boundary.h"
 #include "cli/options.h"
 #include "cli/run.h"
 #include "cli/signals.h"
@@ -18,13 +19,17 @@ int main(int argc, char **argv)
 
     /* Preemption signals only set a flag from the first instant: one that
      * comes while MPI starts or the data loads is acted on after the first
-     * step (checkpoint, exit 3) instead of killing the rank. mt_run checks
-     * the installation again once errors can be reported. */
-    (void)mt_signals_install();
+     * step (checkpoint, exit 3) instead of killing the rank. */
+    mt_status signals = mt_signals_install();
+
     MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     mt_log_init(rank, MT_LOG_INFO);
+    if (mt_agree_exit(MPI_COMM_WORLD, signals, 0) != MT_EXIT_OK) {
+        MPI_Finalize();
+        return MT_EXIT_FAILURE;
+    }
 
     /* Every rank parses the same argv, so every rank reaches the same verdict. */
     if (mt_options_parse(argc, argv, &o, err, sizeof err) != MT_OK) {

@@ -372,9 +372,6 @@ int mt_control_run(MPI_Comm comm, mt_options *o)
     }
     if (code == MT_EXIT_OK)
         code = agree(&c, mt_ckpt_dir_claim(comm, o->checkpoint_dir, o->net, 1));
-    /* From here a preemption signal only sets a flag, acted on after an iteration. */
-    if (code == MT_EXIT_OK)
-        code = agree(&c, mt_signals_install());
     if (code == MT_EXIT_OK) {
         print_start(&c);
         code = agree(&c, iterate(&c));

@@ -363,12 +363,10 @@ int mt_run(MPI_Comm comm, mt_options *o)
     MPI_Comm_rank(comm, &c.rank);
     MPI_Comm_size(comm, &c.size);
 
-    /* From here a preemption signal only sets a flag, acted on after a step. */
-    code = agree(&c, mt_signals_install());
-
-    /* Set-up failures are seen by every rank (or agreed on): exit cleanly. */
-    if (code == MT_EXIT_OK)
-        code = agree(&c, setup(&c, dir, sizeof dir));
+    /* Set-up failures are seen by every rank (or agreed on): exit cleanly.
+     * A preemption signal (main installed the handlers) only sets a flag,
+     * acted on after a step. */
+    code = agree(&c, setup(&c, dir, sizeof dir));
     if (code == MT_EXIT_OK)
         code = agree(&c, load_data(&c, dir));
     if (code == MT_EXIT_OK) {

@@ -9,7 +9,8 @@
 
 #include "mtrain/core.h"
 
-/* Install the flag-only handlers (sigaction, SA_RESTART). Process-wide. */
+/* Install the flag-only handlers (sigaction, SA_RESTART). Process-wide;
+ * main calls it first thing, before MPI starts. */
 mt_status mt_signals_install(void);
 /* The number of the last preemption signal received, 0 when none. */
 int mt_signals_pending(void);
