@@ -345,9 +345,11 @@ int mt_control_run(MPI_Comm comm, mt_options *o)
     MPI_Comm_size(comm, &c.size);
 
     code = agree(&c, build(&c));
-    /* The directory is this run's alone while it runs (as for nets). */
+    /* The directory is this run's alone while it runs, and a fresh run
+     * refuses earlier checkpoints there (a preemption writes one even
+     * without --checkpoint-every), as for nets. */
     if (code == MT_EXIT_OK)
-        code = agree(&c, mt_ckpt_dir_claim(comm, o->checkpoint_dir, o->net, 0));
+        code = agree(&c, mt_ckpt_dir_open(comm, o->checkpoint_dir, o->net, !o->resume[0]));
     if (code == MT_EXIT_OK && o->resume[0]) {
         mt_snapshot_pos pos = {0, 1, 1, ""};
         char used[1024] = "";
@@ -357,8 +359,6 @@ int mt_control_run(MPI_Comm comm, mt_options *o)
             code = agree(&c, mt_snapshot_load(comm, c.pipe, c.model, o, o->resume, &pos));
         c.iter = pos.step;
         c.first_row = c.iter; /* rows from `iter` on are (re)written by this run */
-    } else if (code == MT_EXIT_OK) { /* a preemption writes one even without a period */
-        code = agree(&c, mt_ckpt_fresh_check(comm, o->checkpoint_dir, o->net));
     }
     if (code == MT_EXIT_OK && c.iter > o->iterations)
         code = agree(&c, MT_FAIL(MT_ERR_ARG, "--resume: the checkpoint is at iteration %ld, "
@@ -371,7 +371,7 @@ int mt_control_run(MPI_Comm comm, mt_options *o)
         code = agree(&c, open_metrics(&c));
     }
     if (code == MT_EXIT_OK)
-        code = agree(&c, mt_ckpt_dir_claim(comm, o->checkpoint_dir, o->net, 1));
+        code = agree(&c, mt_ckpt_dir_claim(comm, o->checkpoint_dir, o->net));
     if (code == MT_EXIT_OK) {
         print_start(&c);
         code = agree(&c, iterate(&c));

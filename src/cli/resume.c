@@ -182,7 +182,8 @@ mt_status mt_resume_auto(MPI_Comm comm, mt_pipeline *p, const mt_model *m, const
     return status;
 }
 
-mt_status mt_ckpt_fresh_check(MPI_Comm comm, const char *dir, const char *net)
+/* A fresh start into `dir` would overwrite the checkpoints of `net` there. */
+static mt_status fresh_check(MPI_Comm comm, const char *dir, const char *net)
 {
     mt_ckpt_list list;
     mt_status status = MT_OK;
@@ -207,27 +208,33 @@ static void remove_file(const char *dir, const char *name)
         mt_log(MT_LOG_WARN, "could not delete old checkpoint %s: %s", path, strerror(errno));
 }
 
-void mt_ckpt_prune(const char *dir, const char *net, long keep, long step)
+/* The checkpoints of `net` up to `step` beyond the newest `keep`. */
+static void prune_old(const char *dir, const char *net, long keep, long step)
 {
     mt_ckpt_list list = {0};
-    DIR *d;
-    struct dirent *e;
     long kept = 0;
 
-    if (keep > 0 && scan(dir, &list) != MT_OK) {
+    if (scan(dir, &list) != MT_OK) {
         mt_log(MT_LOG_WARN, "--keep: %s", mt_error_message());
         mt_error_clear();
-    } else if (keep > 0) {
-        for (int i = 0; i < list.n; i++) {
-            long s = name_step(list.names[i], "");
-            if (!ours(list.names[i], net, "") || s > step)
-                continue;
-            if (++kept > keep)
-                remove_file(dir, list.names[i]);
-        }
-        mt_ckpt_list_free(&list);
+        return;
     }
+    for (int i = 0; i < list.n; i++) {
+        if (!ours(list.names[i], net, "") || name_step(list.names[i], "") > step)
+            continue;
+        if (++kept > keep)
+            remove_file(dir, list.names[i]);
+    }
+    mt_ckpt_list_free(&list);
+}
 
+void mt_ckpt_prune(const char *dir, const char *net, long keep, long step)
+{
+    DIR *d;
+    struct dirent *e;
+
+    if (keep > 0)
+        prune_old(dir, net, keep, step);
     /* Left by a writer that was killed (never renamed, never readable): gone
      * whatever --keep says, as they can be as large as a checkpoint. */
     if ((d = opendir(dir))) {
@@ -331,16 +338,18 @@ static mt_status lock_dir(const char *dir, const char *net)
                    who[0] ? who : "a process", path);
 }
 
-mt_status mt_ckpt_dir_claim(MPI_Comm comm, const char *dir, const char *net, int create)
+/* Collective: rank 0 creates `dir` when `create` (else a missing one is
+ * left alone), checks that it takes files, and locks it for `net`. */
+static mt_status claim(MPI_Comm comm, const char *dir, const char *net, int create)
 {
-    int rank, ok;
+    int rank, ok, absent = 0;
     mt_status status = MT_OK;
     struct stat sb;
 
     MPI_Comm_rank(comm, &rank);
-    if (rank == 0 && !create && (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)))
-        rank = -1; /* nothing to claim yet, nor to check */
-    if (rank == 0) {
+    if (rank == 0 && !create)
+        absent = stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode);
+    if (rank == 0 && !absent) {
         status = mt_mkdir_p(dir);
         if (status == MT_OK && access(dir, W_OK | X_OK) != 0)
             status = MT_FAIL(MT_ERR_IO, "--checkpoint-dir %s is not writable: %s", dir,
@@ -350,9 +359,20 @@ mt_status mt_ckpt_dir_claim(MPI_Comm comm, const char *dir, const char *net, int
     }
     ok = status == MT_OK;
     MPI_Bcast(&ok, 1, MPI_INT, 0, comm);
-    if (!ok && rank > 0)
+    if (!ok && rank != 0)
         return MT_FAIL(MT_ERR_IO, "--checkpoint-dir %s is not usable (see rank 0)", dir);
     return status;
+}
+
+mt_status mt_ckpt_dir_open(MPI_Comm comm, const char *dir, const char *net, int fresh)
+{
+    MT_CHECK(claim(comm, dir, net, 0));
+    return fresh ? fresh_check(comm, dir, net) : MT_OK;
+}
+
+mt_status mt_ckpt_dir_claim(MPI_Comm comm, const char *dir, const char *net)
+{
+    return claim(comm, dir, net, 1);
 }
 
 void mt_ckpt_dir_release(void)

@@ -31,11 +31,6 @@ void mt_ckpt_list_free(mt_ckpt_list *list);
 mt_status mt_resume_auto(MPI_Comm comm, mt_pipeline *p, const mt_model *m, const mt_options *o,
                          mt_snapshot_pos *pos, char *path, size_t cap);
 
-/* A run that starts fresh (no --resume) into `dir`: fails with MT_ERR_ARG,
- * naming the newest, when `dir` holds checkpoints of `net` (another run's,
- * which its writes would overwrite step by step). Collective. */
-mt_status mt_ckpt_fresh_check(MPI_Comm comm, const char *dir, const char *net);
-
 /* Rank 0 only. After checkpoint `step` was written: delete the older
  * checkpoints of `net` in `dir` beyond the newest `keep` (0 keeps all; files
  * of later steps, left by an earlier attempt, are not counted) and stale
@@ -47,13 +42,20 @@ void mt_ckpt_prune(const char *dir, const char *net, long keep, long step);
  * atomic (tmp + rename). */
 mt_status mt_metrics_trim(const char *dir, long step);
 
-/* Collective. The checkpoint directory exists (rank 0 creates it when
- * `create`; without, a missing directory is left for later and MT_OK), is a
- * writable directory (MT_ERR_IO naming it otherwise, on every rank), and
- * this run holds <dir>/.<net>.lock until it ends: MT_ERR_ARG naming the
- * holder when another run of `net` holds it (on a file system without
- * locks, a warning and no lock). A second call after a claim only checks. */
-mt_status mt_ckpt_dir_claim(MPI_Comm comm, const char *dir, const char *net, int create);
+/* Collective, before a run reads `dir`: when it exists, the run claims it
+ * (as mt_ckpt_dir_claim, without creating it), so a run of `net` still
+ * writing there is named first; a `fresh` run (no --resume) then fails with
+ * MT_ERR_ARG, naming the newest, when `dir` holds checkpoints of `net`
+ * (another run's, which its writes would overwrite step by step). */
+mt_status mt_ckpt_dir_open(MPI_Comm comm, const char *dir, const char *net, int fresh);
+
+/* Collective, before a run writes: the checkpoint directory exists (rank 0
+ * creates it), is a writable directory (MT_ERR_IO naming it otherwise, on
+ * every rank), and this run holds <dir>/.<net>.lock until it ends:
+ * MT_ERR_ARG naming the holder when another run of `net` holds it (on a
+ * file system without locks, a warning and no lock). A call after a claim
+ * only checks. */
+mt_status mt_ckpt_dir_claim(MPI_Comm comm, const char *dir, const char *net);
 
 /* Drop this process's claim (rank 0; a no-op elsewhere). */
 void mt_ckpt_dir_release(void);

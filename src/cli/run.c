@@ -330,7 +330,7 @@ static mt_status prepare_outputs(run_ctx *c)
 {
     mt_status st = MT_OK;
 
-    MT_CHECK(mt_ckpt_dir_claim(c->comm, c->o->checkpoint_dir, c->o->net, 1));
+    MT_CHECK(mt_ckpt_dir_claim(c->comm, c->o->checkpoint_dir, c->o->net));
     if (c->rank == 0 && c->step > 0)
         st = mt_metrics_trim(c->o->run_dir, c->step);
     if (c->rank == 0 && st == MT_OK)
@@ -375,14 +375,10 @@ int mt_run(MPI_Comm comm, mt_options *o)
     }
     if (code == MT_EXIT_OK)
         code = agree(&c, mt_pipeline_init_params(c.pipe, o->seed));
-    /* An existing checkpoint directory is claimed before it is read, so a
-     * run of the same net still writing there is named first. */
     if (code == MT_EXIT_OK)
-        code = agree(&c, mt_ckpt_dir_claim(comm, o->checkpoint_dir, o->net, 0));
+        code = agree(&c, mt_ckpt_dir_open(comm, o->checkpoint_dir, o->net, !o->resume[0]));
     if (code == MT_EXIT_OK && o->resume[0])
         code = agree(&c, resume(&c));
-    else if (code == MT_EXIT_OK)
-        code = agree(&c, mt_ckpt_fresh_check(comm, o->checkpoint_dir, o->net));
     if (code == MT_EXIT_OK) {
         mt_default_run_dir(comm, o->net, mt_oracle_name(o->pipe.oracle.kind), o->run_dir,
                            sizeof o->run_dir);
